@@ -1,0 +1,38 @@
+// The sanitization engine's entry point: one raw RFC 5322 message in, one harmless text/plain
+// message, a report, and the bytes to quarantine out. No I/O: the caller stores what it returns.
+// Threading: reentrant; each call uses its own GMime objects and the calling thread's libmagic cookie.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/policy.hpp"
+#include "sanitizers/report.hpp"
+
+namespace mukai::sanitize {
+
+struct request {
+  std::string quarantine_id;  // chosen by the caller before the call; written into the notice
+  std::string received_by;    // optional Received trace line value to prepend ("" for none)
+};
+
+struct removed_part {
+  std::string path;     // as in part_report
+  std::string sha256;   // of bytes
+  std::string filename; // decoded, as sent
+  std::string bytes;    // decoded content
+};
+
+struct result {
+  std::string output;                 // the sanitized message, CRLF line ends
+  report rep;
+  std::vector<removed_part> quarantine;  // parts to store (action quarantined)
+  bool quarantine_original = false;      // store the raw original too (any removal or a hold)
+};
+
+// Never throws for any input; never returns a partial original. A message that cannot be made
+// harmless yields verdict held and a short hold notice as output.
+[[nodiscard]] result sanitize_message(std::string_view raw, const config::policy& pol, const request& req);
+
+}  // namespace mukai::sanitize
