@@ -1,1 +1,202 @@
-int main() { return 0; }
+// mukai: one binary, subcommands. Only argument handling and I/O plumbing live here; every
+// decision is made by the libraries (config, sanitizers, server), so the relay and the CLI
+// behave the same.
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+#include "sanitizers/report_json.hpp"
+#include "server/durable_fs.hpp"
+#include "server/quarantine_store.hpp"
+#include "server/sanitize_job.hpp"
+
+namespace po = boost::program_options;
+using namespace mukai;
+
+namespace {
+
+constexpr int exit_ok = 0;
+constexpr int exit_failure = 1;
+constexpr int exit_usage = 2;
+
+const char* usage_text =
+    "usage: mukai <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  sanitize [--config FILE] [--quarantine-dir DIR | --no-quarantine] [--report FILE] [IN] [-o OUT]\n"
+    "      Sanitize one RFC 5322 message (IN or stdin) to OUT (or stdout); the JSON report goes to\n"
+    "      FILE (or stderr).\n"
+    "  sanitize --input-dir DIR --output-dir DIR [--jobs N] [--config FILE] [--quarantine-dir DIR | --no-quarantine]\n"
+    "      Replay every message of a directory through the policy: <name>.eml and <name>.json per input.\n"
+    "  check-config --config FILE\n"
+    "      Check a configuration file; print every problem with file, line, key and why.\n"
+    "  version\n";
+
+int usage_error(const std::string& message) {
+  std::cerr << "mukai: " << message << "\n\n" << usage_text;
+  return exit_usage;
+}
+
+bool read_all(std::istream& in, std::uint64_t cap, std::string& out) {
+  // Bounded read: input beyond the message size limit is not buffered; the engine holds it.
+  std::vector<char> buf(64 * 1024);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    out.append(buf.data(), static_cast<std::size_t>(in.gcount()));
+    if (out.size() > cap) return true;
+  }
+  return !in.bad();
+}
+
+// Loads --config or the embedded default; prints problems and returns nullopt on error.
+std::optional<config::mukai_config> load_config(const po::variables_map& vm) {
+  if (!vm.count("config")) return config::embedded_default();
+  auto r = config::load_config_file(vm["config"].as<std::string>());
+  for (auto& e : r.errors) std::cerr << "mukai: " << config::to_string(e) << "\n";
+  return r.config;
+}
+
+int run_sanitize(const std::vector<std::string>& args) {
+  po::options_description opts("sanitize");
+  opts.add_options()("config", po::value<std::string>())("quarantine-dir", po::value<std::string>())(
+      "no-quarantine", po::bool_switch())("report", po::value<std::string>())("output,o", po::value<std::string>())(
+      "input-dir", po::value<std::string>())("output-dir", po::value<std::string>())(
+      "jobs", po::value<unsigned>()->default_value(0))("input", po::value<std::string>());
+  po::positional_options_description pos;
+  pos.add("input", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(opts).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(e.what());
+  }
+  auto cfg = load_config(vm);
+  if (!cfg) return exit_usage;
+  const config::policy& pol = cfg->pol;
+
+  server::posix_file_ops ops;
+  std::optional<server::quarantine_store> store;
+  if (!vm["no-quarantine"].as<bool>()) {
+    std::filesystem::path qdir = vm.count("quarantine-dir") ? std::filesystem::path(vm["quarantine-dir"].as<std::string>())
+                                                            : cfg->quarantine.dir;
+    store.emplace(qdir, ops);
+    if (auto ec = store->ensure_layout()) {
+      std::cerr << "mukai: quarantine directory " << qdir << ": " << ec.message() << "\n";
+      return exit_failure;
+    }
+  }
+
+  bool batch = vm.count("input-dir") || vm.count("output-dir");
+  if (batch) {
+    if (!vm.count("input-dir") || !vm.count("output-dir"))
+      return usage_error("--input-dir and --output-dir go together");
+    if (vm.count("input") || vm.count("output") || vm.count("report"))
+      return usage_error("IN, -o and --report are for one message; the batch mode writes into --output-dir");
+    unsigned jobs = vm["jobs"].as<unsigned>();
+    if (jobs == 0) jobs = std::max(1u, std::thread::hardware_concurrency());
+    auto summary = server::sanitize_directory(vm["input-dir"].as<std::string>(), vm["output-dir"].as<std::string>(),
+                                              pol, store ? &*store : nullptr, jobs);
+    std::cout << summary.to_string() << "\n";
+    return summary.failed == 0 ? exit_ok : exit_failure;
+  }
+
+  std::string raw;
+  if (vm.count("input") && vm["input"].as<std::string>() != "-") {
+    std::ifstream in(vm["input"].as<std::string>(), std::ios::binary);
+    if (!in) {
+      std::cerr << "mukai: cannot open " << vm["input"].as<std::string>() << "\n";
+      return exit_usage;
+    }
+    if (!read_all(in, pol.limit.max_message_size, raw)) return exit_failure;
+  } else if (!read_all(std::cin, pol.limit.max_message_size, raw)) {
+    return exit_failure;
+  }
+
+  auto outcome = server::sanitize_one(raw, pol, store ? &*store : nullptr, {});
+  if (outcome.store_error) {
+    // The quarantine did not get the removed parts: writing the output would tell the reader
+    // they are kept when they are not.
+    std::cerr << "mukai: cannot write the quarantine: " << outcome.store_error.message() << "\n";
+    return exit_failure;
+  }
+  const std::string report = sanitize::to_json_text(outcome.result.rep);
+  if (vm.count("output") && vm["output"].as<std::string>() != "-") {
+    std::ofstream out(vm["output"].as<std::string>(), std::ios::binary | std::ios::trunc);
+    out << outcome.result.output;
+    if (!out) {
+      std::cerr << "mukai: cannot write " << vm["output"].as<std::string>() << "\n";
+      return exit_failure;
+    }
+  } else {
+    std::cout << outcome.result.output << std::flush;
+  }
+  if (vm.count("report")) {
+    std::ofstream out(vm["report"].as<std::string>(), std::ios::binary | std::ios::trunc);
+    out << report << "\n";
+    if (!out) {
+      std::cerr << "mukai: cannot write " << vm["report"].as<std::string>() << "\n";
+      return exit_failure;
+    }
+  } else {
+    std::cerr << report << "\n";
+  }
+  return exit_ok;
+}
+
+int run_check_config(const std::vector<std::string>& args) {
+  po::options_description opts("check-config");
+  opts.add_options()("config", po::value<std::string>()->required());
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(opts).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(e.what());
+  }
+  auto r = config::load_config_file(vm["config"].as<std::string>());
+  std::vector<config::config_error> errors = r.errors;
+  if (r.config) {
+    auto more = config::validate_for_serve(*r.config);
+    errors.insert(errors.end(), more.begin(), more.end());
+  }
+  for (auto& e : errors) std::cerr << config::to_string(e) << "\n";
+  if (!errors.empty()) {
+    std::cerr << errors.size() << (errors.size() == 1 ? " problem" : " problems") << " found\n";
+    return exit_usage;
+  }
+  std::cout << vm["config"].as<std::string>() << ": ok\n";
+  return exit_ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage_error("no command given");
+  std::string command = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (command == "sanitize") return run_sanitize(args);
+    if (command == "check-config") return run_check_config(args);
+    if (command == "version" || command == "--version") {
+      std::cout << "mukai 0.1.0\n";
+      return exit_ok;
+    }
+    if (command == "help" || command == "--help" || command == "-h") {
+      std::cout << usage_text;
+      return exit_ok;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "mukai: " << e.what() << "\n";
+    return exit_failure;
+  }
+  return usage_error("unknown command \"" + command + "\"");
+}

@@ -74,7 +74,8 @@ struct policy {
   std::vector<removal_rule> rules;
   std::vector<content_flag> release_forbidden;  // used by quarantine release (operator tools)
 
-  std::string contact;  // who to ask for a quarantined part, shown in the notice
+  std::string contact;      // who to ask for a quarantined part, shown in the notice
+  std::string notice_from = "postmaster@localhost";  // From: of a hold notice when the original From is unusable
   notice_templates templates;
   limits limit;
 };

@@ -24,9 +24,16 @@ struct removed_part {
   std::string bytes;    // decoded content
 };
 
+// The original's identifying headers, decoded to UTF-8 (for the quarantine index and logs;
+// escape before display).
+struct message_headers {
+  std::string from, to, subject, date, message_id;
+};
+
 struct result {
   std::string output;                 // the sanitized message, CRLF line ends
   report rep;
+  message_headers headers;
   std::vector<removed_part> quarantine;  // parts to store (action quarantined)
   bool quarantine_original = false;      // store the raw original too (any removal or a hold)
 };
