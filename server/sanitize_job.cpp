@@ -61,7 +61,7 @@ bool write_file(const std::filesystem::path& p, std::string_view data) {
 
 batch_summary sanitize_directory(const std::filesystem::path& input_dir, const std::filesystem::path& output_dir,
                                  const config::policy& pol, quarantine_store* store, unsigned jobs,
-                                 const std::function<void(const std::string&, const std::string&)>& progress) {
+                                 const std::function<void(const std::string&, const std::string&, double)>& progress) {
   std::vector<std::filesystem::path> files;
   std::error_code ec;
   for (auto& entry : std::filesystem::directory_iterator(input_dir, ec))
@@ -76,6 +76,7 @@ batch_summary sanitize_directory(const std::filesystem::path& input_dir, const s
   auto work = [&] {
     for (std::size_t i = next++; i < files.size(); i = next++) {
       const auto& file = files[i];
+      auto t0 = std::chrono::steady_clock::now();
       std::string raw;
       std::string verdict = "failed";
       bool ok = read_file(file, raw);
@@ -95,7 +96,9 @@ batch_summary sanitize_directory(const std::filesystem::path& input_dir, const s
       else if (o.result.rep.result == sanitize::verdict::clean) ++summary.clean;
       else if (o.result.rep.result == sanitize::verdict::sanitized) ++summary.sanitized;
       else ++summary.held;
-      if (progress) progress(file.filename().string(), verdict);
+      if (progress)
+        progress(file.filename().string(), verdict,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
   };
   jobs = std::max(1u, jobs);

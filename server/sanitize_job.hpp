@@ -34,11 +34,11 @@ struct batch_summary {
 };
 
 // Every regular file of input_dir (sorted by name) -> output_dir/<name>.eml and <name>.json.
-// `progress` (optional) is called once per message with its name and verdict, from worker threads
-// under a lock.
+// `progress` (optional) is called once per message with its name, verdict and seconds spent,
+// from worker threads under a lock.
 [[nodiscard]] batch_summary sanitize_directory(const std::filesystem::path& input_dir,
                                                const std::filesystem::path& output_dir, const config::policy& pol,
                                                quarantine_store* store, unsigned jobs,
-                                               const std::function<void(const std::string&, const std::string&)>& progress = {});
+                                               const std::function<void(const std::string&, const std::string&, double)>& progress = {});
 
 }  // namespace mukai::server
