@@ -579,10 +579,8 @@ std::string_view received_with_protocol(const smtp_envelope& envelope) noexcept 
 // ---------------------------------------------------------------------------------------------------
 // header_meter
 // ---------------------------------------------------------------------------------------------------
-bool smtp_protocol::header_meter::feed(std::string_view bytes, std::size_t limit) noexcept {
-  // size_ holds the completed header lines, line_octets_ the current (partial) line: a blank line split
-  // across two calls ("\r" | "\n") is then not counted as header.
-  std::size_t i = 0;
+std::size_t smtp_protocol::header_meter::feed(std::string_view bytes, std::size_t limit) noexcept {
+  std::size_t i = 0;  // bytes[0, i) belong to the header block
   while (!done_ && i < bytes.size()) {
     const std::size_t lf = bytes.find('\n', i);
     const std::size_t stop = lf == std::string_view::npos ? bytes.size() : lf;
@@ -590,17 +588,18 @@ bool smtp_protocol::header_meter::feed(std::string_view bytes, std::size_t limit
       line_octets_ += stop - i;
       last_cr_ = bytes[stop - 1] == '\r';
     }
-    if (lf == std::string_view::npos) break;
-    if (line_octets_ == 0 || (line_octets_ == 1 && last_cr_)) {
-      done_ = true;  // the blank line ends the header block and is not part of it
+    if (lf == std::string_view::npos) {
+      i = bytes.size();
       break;
     }
-    size_ += line_octets_ + 1;
+    done_ = line_octets_ == 0 || (line_octets_ == 1 && last_cr_);  // the blank line ends the block
     line_octets_ = 0;
     last_cr_ = false;
     i = lf + 1;
   }
-  return done_ ? size_ <= limit : size_ + line_octets_ <= limit;
+  if (i > limit - size_) return limit - size_;  // size_ <= limit holds: a crossing dooms the message
+  size_ += i;
+  return std::string_view::npos;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1115,18 +1114,35 @@ void smtp_protocol::doom(doom_reason reason) {
 }
 
 void smtp_protocol::emit(std::string_view bytes) {
-  if (doom_ != doom_reason::none || bytes.empty()) return;
-  // Enforced while reading: the limit is checked before the bytes reach the spool.
-  if (bytes.size() > limits().max_message_size - message_size_) return doom(doom_reason::too_big);
-  if (!header_.feed(bytes, limits().max_header_size)) return doom(doom_reason::header_too_big);
-  message_size_ += bytes.size();
-  sink_.append_message_data(bytes);
+  if (doom_ == doom_reason::none && !bytes.empty()) sink_.append_message_data(bytes);
 }
 
-void smtp_protocol::add_line_octets(std::size_t count) {
-  line_octets_ += count;
-  // max_text_line counts the CRLF too (RFC 5321 4.5.3.1.6).
-  if (line_octets_ > limits().max_text_line - 2) doom(doom_reason::line_too_long);
+// Every content octet is accounted here, in stream order, when it is scanned (not when its run is
+// flushed), and each limit reports the exact octet that crosses it. So the reason a message is refused
+// depends only on the byte stream, never on how the network happened to split it; and no octet past a
+// limit ever reaches the spool.
+void smtp_protocol::account(std::string_view piece, bool line_content) {
+  if (doom_ != doom_reason::none || piece.empty()) return;
+  constexpr std::size_t none = std::string_view::npos;
+  const std::uint64_t room = limits().max_message_size - message_size_;
+  const std::size_t at_size = piece.size() > room ? static_cast<std::size_t>(room) : none;
+  const std::size_t at_header = header_.feed(piece, limits().max_header_size);
+  std::size_t at_line = none;
+  const std::size_t line_cap = limits().max_text_line - 2;  // max_text_line counts the CRLF (4.5.3.1.6)
+  if (line_content && piece.size() > line_cap - line_octets_) at_line = line_cap - line_octets_;
+  doom_reason reason = doom_reason::none;
+  std::size_t first = none;
+  // Earliest octet wins; on the same octet the order below decides.
+  for (const auto& [at, why] : {std::pair{at_size, doom_reason::too_big}, std::pair{at_header, doom_reason::header_too_big},
+                                std::pair{at_line, doom_reason::line_too_long}}) {
+    if (at < first) {
+      first = at;
+      reason = why;
+    }
+  }
+  if (reason != doom_reason::none) return doom(reason);
+  message_size_ += piece.size();
+  if (line_content) line_octets_ += piece.size();
 }
 
 // RFC 5321 4.5.2 / 3.3, with the SMTP smuggling rules: the only end of data is CR LF "." CR LF where
@@ -1138,6 +1154,7 @@ void smtp_protocol::add_line_octets(std::size_t count) {
 // ends break a run. Consumes up to and including the final LF, or all of the input.
 std::size_t smtp_protocol::consume_data(std::string_view input) {
   static constexpr std::string_view cr = "\r";
+  static constexpr std::string_view crlf = "\r\n";
   static constexpr std::string_view dot_crlf = ".\r\n";
   const std::size_t n = input.size();
   const bool normalise = limits().normalise_bare_lf;
@@ -1171,16 +1188,18 @@ std::size_t smtp_protocol::consume_data(std::string_view input) {
         const std::size_t stop = brk == std::string_view::npos ? n : brk;
         if (stop > i) {
           begin_run(i);
-          add_line_octets(stop - i);
+          account(input.substr(i, stop - i), true);
           i = stop;
         }
         if (i == n) break;
         if (input[i] == '\r') {
           begin_run(i);  // kept in the run; if it proves bare the message is refused anyway
+          account(input.substr(i, 1), false);
           ++i;
           data_state_ = data_state::cr;
         } else if (normalise) {
           flush_run(i);
+          account(crlf, false);
           emit(cr);
           begin_run(i);
           ++i;
@@ -1197,6 +1216,7 @@ std::size_t smtp_protocol::consume_data(std::string_view input) {
       case data_state::cr:
         if (input[i] == '\n') {
           begin_run(i);
+          account(input.substr(i, 1), false);
           ++i;
           line_octets_ = 0;
           weak_line_start_ = false;
@@ -1213,6 +1233,7 @@ std::size_t smtp_protocol::consume_data(std::string_view input) {
         } else if (input[i] == '\n') {
           ++i;
           if (normalise) {  // ".\n": a content line ".", never the end
+            account(dot_crlf, false);
             emit(dot_crlf);
             line_octets_ = 0;
             weak_line_start_ = true;
@@ -1234,7 +1255,8 @@ std::size_t smtp_protocol::consume_data(std::string_view input) {
             finish_data();
             return i;
           }
-          emit(dot_crlf);  // after a normalised bare LF a "." line is text, not the end
+          account(dot_crlf, false);  // after a normalised bare LF a "." line is text, not the end
+          emit(dot_crlf);
           line_octets_ = 0;
           weak_line_start_ = false;
           data_state_ = data_state::line_start;
@@ -1285,7 +1307,10 @@ void smtp_protocol::finish_data() {
 std::size_t smtp_protocol::consume_bdat(std::string_view input) {
   const std::size_t take_now =
       static_cast<std::size_t>(std::min<std::uint64_t>(bdat_remaining_, static_cast<std::uint64_t>(input.size())));
-  if (bdat_accepting_) emit(input.substr(0, take_now));  // verbatim: CHUNKING is binary-safe
+  if (bdat_accepting_) {  // verbatim: CHUNKING is binary-safe
+    account(input.substr(0, take_now), false);
+    emit(input.substr(0, take_now));
+  }
   bdat_remaining_ -= take_now;
   if (bdat_remaining_ == 0) finish_bdat_chunk();
   return take_now;

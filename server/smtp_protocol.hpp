@@ -32,7 +32,7 @@ struct smtp_limits {
   std::size_t max_command_line = 512;                     // octets incl. CRLF (RFC 5321 4.5.3.1.4); >= 64
   std::size_t max_text_line = 1000;                       // DATA line octets incl. CRLF, unstuffed; >= 3
   std::uint64_t max_message_size = 50ULL * 1024 * 1024;   // octets as stored (CRLF, unstuffed); advertised
-  std::size_t max_header_size = 256 * 1024;               // header block octets before the blank line
+  std::size_t max_header_size = 256 * 1024;               // header block octets incl. the blank line
   std::size_t max_recipients = 100;                       // per transaction; beyond: 452 4.5.3
   std::size_t max_errors = 10;                            // error replies per session; then 421 and close
   std::size_t max_commands = 100000;                      // command lines per session; then 421 and close
@@ -241,15 +241,18 @@ class smtp_protocol {
 
  private:
   enum class data_state : std::uint8_t { line_start, mid_line, cr, dot, dot_cr };
-  // Why the message being received will be refused once its data has been drained. First one wins.
+  // Why the message being received will be refused once its data has been drained. The earliest
+  // offending octet in the stream decides, whatever the split of the input.
   enum class doom_reason : std::uint8_t { none, too_big, header_too_big, line_too_long, bare_lf, bare_cr };
 
-  // Counts the header block (octets before the first empty line) of the message being stored.
+  // Counts the header block (up to and including the first empty line) of the message being stored.
   class header_meter {
    public:
     void reset() noexcept { *this = header_meter{}; }
-    // False once the header block has exceeded `limit` octets.
-    [[nodiscard]] bool feed(std::string_view bytes, std::size_t limit) noexcept;
+    // Counts the octets of `bytes` that belong to the header block (up to and including the blank line
+    // that ends it). Returns the offset in `bytes` of the octet that takes the block past `limit`, or
+    // npos. Never called again once it has reported a crossing.
+    [[nodiscard]] std::size_t feed(std::string_view bytes, std::size_t limit) noexcept;
 
    private:
     bool done_ = false;
@@ -278,7 +281,7 @@ class smtp_protocol {
 
   void emit(std::string_view bytes);
   void doom(doom_reason reason);
-  void add_line_octets(std::size_t count);
+  void account(std::string_view piece, bool line_content);
   void start_message();
   void reset_transaction();
   void reset_message_state() noexcept;
