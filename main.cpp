@@ -17,6 +17,7 @@
 #include "server/durable_fs.hpp"
 #include "server/quarantine_store.hpp"
 #include "server/sanitize_job.hpp"
+#include "server/sanitizer_worker.hpp"
 
 namespace po = boost::program_options;
 using namespace mukai;
@@ -186,6 +187,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "sanitize") return run_sanitize(args);
     if (command == "check-config") return run_check_config(args);
+    if (command == "worker") return server::run_sanitizer_worker(args);  // hidden: spawned by the relay
     if (command == "version" || command == "--version") {
       std::cout << "mukai 0.1.0\n";
       return exit_ok;

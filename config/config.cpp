@@ -251,7 +251,9 @@ void read_policy(const toml::table& t, const std::string& file, std::vector<conf
   read_enum(r, "language", p.notice_language, {{"ja", language::ja}, {"en", language::en}});
   read_enum(r, "output_charset", p.charset, {{"utf-8", output_charset::utf8}, {"iso-2022-jp", output_charset::iso_2022_jp}});
   read_enum(r, "body_encoding", p.encoding,
-            {{"quoted-printable", body_encoding::quoted_printable}, {"base64", body_encoding::base64}});
+            {{"auto", body_encoding::automatic},
+             {"quoted-printable", body_encoding::quoted_printable},
+             {"base64", body_encoding::base64}});
   r.read("prefer_html", p.prefer_html);
   r.read("inline_text_attachments", p.inline_text_attachments);
   const std::initializer_list<std::pair<std::string_view, link_action>> link_names = {

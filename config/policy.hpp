@@ -15,7 +15,9 @@ enum class language { ja, en };
 enum class link_action { keep, defang, remove };
 enum class removed_action { quarantine, discard };
 enum class output_charset { utf8, iso_2022_jp };
-enum class body_encoding { quoted_printable, base64 };
+// automatic: quoted-printable for mostly-ASCII text (readable in a raw view), base64 when most
+// characters are multi-byte (Japanese text triples in size under quoted-printable).
+enum class body_encoding { automatic, quoted_printable, base64 };
 
 // Facts about a removed part that rules can match on (see sanitizers/content_inspect.hpp).
 enum class content_flag {
@@ -61,7 +63,7 @@ struct notice_templates {
 struct policy {
   language notice_language = language::ja;
   output_charset charset = output_charset::utf8;
-  body_encoding encoding = body_encoding::quoted_printable;
+  body_encoding encoding = body_encoding::automatic;
 
   bool prefer_html = false;             // multipart/alternative: convert the HTML even if text/plain exists
   bool inline_text_attachments = true;  // text/plain attachments (detected as text) are shown inline

@@ -1,0 +1,155 @@
+// Output serialisation through GMime with fresh objects only: GMime encodes the headers per
+// RFC 2047 and folds them; the body is quoted-printable or base64 (UTF-8) or 7-bit ISO-2022-JP.
+#include "sanitizers/output_message.hpp"
+
+#include "sanitizers/charset.hpp"
+#include "sanitizers/gobject_ptr.hpp"
+
+namespace mukai::sanitize {
+
+namespace {
+
+std::string join(const std::vector<std::string>& v, std::string_view sep) {
+  std::string out;
+  for (auto& s : v) {
+    if (!out.empty()) out += sep;
+    out += s;
+  }
+  return out;
+}
+
+std::string ids_header(const std::vector<std::string>& ids) {
+  std::string out;
+  for (auto& id : ids) {
+    if (!out.empty()) out += ' ';
+    out += "<" + id + ">";
+  }
+  return out;
+}
+
+void copy_addresses(GMimeMessage* msg, GMimeAddressType type, InternetAddressList* from) {
+  if (!from || internet_address_list_length(from) == 0) return;
+  internet_address_list_append(g_mime_message_get_addresses(msg, type), from);
+}
+
+std::string serialise(GMimeMessage* msg) {
+  format_options_ptr fmt(g_mime_format_options_new());
+  g_mime_format_options_set_newline_format(fmt.get(), GMIME_NEWLINE_FORMAT_DOS);
+  auto mem = adopt(g_mime_stream_mem_new());
+  if (g_mime_object_write_to_stream(GMIME_OBJECT(msg), fmt.get(), mem.get()) < 0) return {};
+  GByteArray* arr = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem.get()));
+  return arr ? std::string(reinterpret_cast<const char*>(arr->data), arr->len) : std::string();
+}
+
+}  // namespace
+
+bool meets_output_invariant(std::string_view m) {
+  bool in_headers = true;
+  std::size_t pos = 0;
+  while (pos < m.size()) {
+    std::size_t lf = m.find('\n', pos);
+    if (lf == std::string_view::npos || lf == pos || m[lf - 1] != '\r') return false;
+    std::string_view line = m.substr(pos, lf - 1 - pos);
+    if (line.size() > 998) return false;
+    for (char c : line) {
+      unsigned char u = static_cast<unsigned char>(c);
+      if (u == 0 || u == '\r' || u == '\n') return false;
+      if (in_headers && u >= 0x80) return false;
+    }
+    if (line.empty()) in_headers = false;
+    pos = lf + 1;
+  }
+  return !in_headers;
+}
+
+std::string build_output_message(const output_spec& spec, const config::policy& pol) {
+  ensure_gmime_initialized();
+  const bool ja = pol.notice_language == config::language::ja;
+  std::string body_bytes;
+  const char* body_charset = "UTF-8";
+  GMimeContentEncoding encoding = GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
+  if (pol.encoding == config::body_encoding::base64) {
+    encoding = GMIME_CONTENT_ENCODING_BASE64;
+  } else if (pol.encoding == config::body_encoding::automatic) {
+    std::size_t high = 0;
+    for (char c : spec.body) high += static_cast<unsigned char>(c) >= 0x80;
+    if (high * 3 > spec.body.size()) encoding = GMIME_CONTENT_ENCODING_BASE64;
+  }
+  const char* header_charset = "utf-8";
+  if (pol.charset == config::output_charset::iso_2022_jp) {
+    // Old LGWAN clients read only ISO-2022-JP. Text it cannot represent (e.g. emoji) keeps
+    // UTF-8 rather than losing characters.
+    if (auto jis = encode_from_utf8(spec.body, "iso-2022-jp")) {
+      body_bytes = std::move(*jis);
+      body_charset = "ISO-2022-JP";
+      encoding = GMIME_CONTENT_ENCODING_7BIT;
+      header_charset = "iso-2022-jp";
+    }
+  }
+  if (body_bytes.empty()) body_bytes = spec.body;
+
+  auto msg = adopt(g_mime_message_new(FALSE));
+  GMimeObject* mo = GMIME_OBJECT(msg.get());
+  if (!spec.received.empty()) g_mime_object_append_header(mo, "Received", spec.received.c_str(), nullptr);
+
+  const header_fields* f = spec.fields;
+  if (f && f->from && internet_address_list_length(f->from.get()) > 0) {
+    copy_addresses(msg.get(), GMIME_ADDRESS_TYPE_FROM, f->from.get());
+  } else {
+    auto fallback = adopt(internet_address_mailbox_new("mukai", pol.notice_from.c_str()));
+    internet_address_list_add(g_mime_message_get_addresses(msg.get(), GMIME_ADDRESS_TYPE_FROM), fallback.get());
+  }
+  if (f) {
+    copy_addresses(msg.get(), GMIME_ADDRESS_TYPE_TO, f->to.get());
+    copy_addresses(msg.get(), GMIME_ADDRESS_TYPE_CC, f->cc.get());
+    copy_addresses(msg.get(), GMIME_ADDRESS_TYPE_REPLY_TO, f->reply_to.get());
+  }
+  std::string subject = f ? f->subject : std::string();
+  if (spec.held) subject = std::string(ja ? "[保留] " : "[HELD] ") + subject;
+  if (!subject.empty()) g_mime_message_set_subject(msg.get(), subject.c_str(), header_charset);
+  if (f && f->date) {
+    g_mime_message_set_date(msg.get(), f->date.get());
+  } else {
+    date_time_ptr now(g_date_time_new_now_utc());
+    g_mime_message_set_date(msg.get(), now.get());
+  }
+  if (f && !f->message_id.empty()) g_mime_message_set_message_id(msg.get(), f->message_id.c_str());
+  if (f && !f->in_reply_to.empty()) g_mime_object_set_header(mo, "In-Reply-To", ids_header(f->in_reply_to).c_str(), nullptr);
+  if (f && !f->references.empty()) g_mime_object_set_header(mo, "References", ids_header(f->references).c_str(), nullptr);
+  g_mime_object_set_header(mo, "MIME-Version", "1.0", nullptr);
+
+  if (spec.rep) {
+    std::string actions = spec.rep->actions.empty() ? std::string("none") : join(spec.rep->actions, "; ");
+    g_mime_object_append_header(mo, "X-Mukai-Sanitized", actions.c_str(), nullptr);
+    g_mime_object_append_header(mo, "X-Mukai-Verdict", to_string(spec.rep->result), nullptr);
+    if (spec.rep->quarantine_id)
+      g_mime_object_append_header(mo, "X-Mukai-Quarantine-ID", spec.rep->quarantine_id->c_str(), nullptr);
+  }
+
+  auto part = adopt(g_mime_part_new_with_type("text", "plain"));
+  g_mime_object_set_content_type_parameter(GMIME_OBJECT(part.get()), "charset", body_charset);
+  auto stream = adopt(g_mime_stream_mem_new_with_buffer(body_bytes.data(), body_bytes.size()));
+  auto wrapper = adopt(g_mime_data_wrapper_new_with_stream(stream.get(), GMIME_CONTENT_ENCODING_DEFAULT));
+  g_mime_part_set_content(part.get(), wrapper.get());
+  g_mime_part_set_content_encoding(part.get(), encoding);
+  g_mime_message_set_mime_part(msg.get(), GMIME_OBJECT(part.get()));
+
+  std::string out = serialise(msg.get());
+  if (!meets_output_invariant(out)) return {};
+  return out;
+}
+
+std::string minimal_hold_message(const config::policy& pol, const std::string& quarantine_id) {
+  const bool ja = pol.notice_language == config::language::ja;
+  std::string id;
+  for (char c : quarantine_id)
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-') id += c;
+  std::string body = ja ? "=E4=BF=9D=E7=95=99: " : "Held: ";  // "保留" in quoted-printable
+  body += "quarantine ID " + id + "\r\n";
+  return "From: mukai <" + pol.notice_from + ">\r\nSubject: [HELD] " + id +
+         "\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+         "Content-Transfer-Encoding: quoted-printable\r\nX-Mukai-Sanitized: held\r\nX-Mukai-Verdict: held\r\n"
+         "X-Mukai-Quarantine-ID: " + id + "\r\n\r\n" + body;
+}
+
+}  // namespace mukai::sanitize

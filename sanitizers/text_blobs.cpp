@@ -1,0 +1,566 @@
+// Encoded-blob scanner (see text_blobs.hpp). A hand-written line scanner: each recogniser
+// starts at a line, walks forward over the lines it can consume and either claims them or
+// tells the main loop where to resume, so every line is looked at O(1) times.
+// Threading: pure; all state is local to one call.
+#include "sanitizers/text_blobs.hpp"
+
+#include <array>
+#include <cstdint>
+#include <optional>
+
+namespace mukai::sanitize {
+namespace {
+
+constexpr std::string_view placeholder_prefix = "[[mukai-blob:";
+// BinHex run-length coding expands up to ~95x; anything bigger than this is stored raw.
+constexpr std::size_t max_binhex_output = 64ull * 1024 * 1024;
+constexpr std::size_t min_base64_width = 40;
+constexpr std::size_t min_base64_lines = 4;
+
+struct line_view {
+  std::size_t begin = 0;  // first byte
+  std::size_t end = 0;    // one past the last content byte (terminator excluded)
+  std::size_t next = 0;   // first byte of the following line (== size at the end)
+};
+
+line_view line_at(std::string_view s, std::size_t pos) noexcept {
+  const auto k = s.find_first_of("\r\n", pos);
+  if (k == std::string_view::npos) return {pos, s.size(), s.size()};
+  if (s[k] == '\r' && k + 1 < s.size() && s[k + 1] == '\n') return {pos, k, k + 2};
+  return {pos, k, k + 1};
+}
+
+std::string_view content(std::string_view s, const line_view& l) noexcept {
+  return s.substr(l.begin, l.end - l.begin);
+}
+
+std::string_view rtrim(std::string_view v) noexcept {
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+bool starts_with(std::string_view s, std::string_view p) noexcept { return s.substr(0, p.size()) == p; }
+
+// What a recogniser claimed: lines up to `last` (inclusive).
+struct claim {
+  line_view last;
+  std::string kind;
+  std::string filename;
+  std::string decoded;
+};
+
+// ---- base64 ---------------------------------------------------------------------------------
+
+int base64_value(char c) noexcept {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+class base64_decoder {
+ public:
+  void feed(std::string_view chars) {
+    for (const char c : chars) {
+      if (c == '=') {
+        ++padding_;
+        continue;
+      }
+      const int v = base64_value(c);
+      if (v < 0 || padding_ > 0) {  // foreign byte, or data after padding
+        bad_ = true;
+        return;
+      }
+      acc_ = ((acc_ << 6) | static_cast<std::uint32_t>(v)) & 0xFFFFFFu;
+      bits_ += 6;
+      ++count_;
+      if (bits_ >= 8) {
+        bits_ -= 8;
+        out_.push_back(static_cast<char>((acc_ >> bits_) & 0xFF));
+      }
+    }
+  }
+  // Clean: no foreign bytes, no dangling 6 bits, padding (if any) completing a quantum.
+  [[nodiscard]] bool finish() const noexcept {
+    if (bad_ || count_ % 4 == 1 || padding_ > 2) return false;
+    return padding_ == 0 || (count_ + padding_) % 4 == 0;
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+  std::uint32_t acc_ = 0;
+  int bits_ = 0;
+  std::size_t count_ = 0;
+  std::size_t padding_ = 0;
+  bool bad_ = false;
+};
+
+// [A-Za-z0-9+/]+ followed by at most two '='.
+bool is_base64_line(std::string_view v, bool* padded = nullptr) noexcept {
+  std::size_t n = v.size();
+  std::size_t pad = 0;
+  while (n > 0 && v[n - 1] == '=' && pad < 2) {
+    --n;
+    ++pad;
+  }
+  if (n == 0) return false;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (base64_value(v[i]) < 0) return false;
+  }
+  if (padded) *padded = pad > 0;
+  return true;
+}
+
+bool is_hex(std::string_view v) noexcept {
+  for (const char c : v) {
+    const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    if (!hex) return false;
+  }
+  return true;
+}
+
+// A bare base64 run starting at `first`. On failure *resume is where scanning continues
+// (after the lines this run looked at: none of them can start a valid run).
+std::optional<claim> try_base64_run(std::string_view s, const line_view& first, std::size_t* resume) {
+  *resume = first.next;
+  const std::string_view head = rtrim(content(s, first));
+  bool padded = false;
+  if (head.size() < min_base64_width || head.size() % 4 != 0 || !is_base64_line(head, &padded) || padded) {
+    return std::nullopt;
+  }
+  const std::size_t width = head.size();
+  std::size_t lines = 1;
+  bool hex_only = is_hex(head);
+  line_view last = first;
+  base64_decoder dec;
+  dec.feed(head);
+  for (std::size_t pos = first.next; pos < s.size();) {
+    const line_view l = line_at(s, pos);
+    const std::string_view v = rtrim(content(s, l));
+    bool pad = false;
+    if (v.size() > width || !is_base64_line(v, &pad)) break;
+    dec.feed(v);
+    hex_only = hex_only && is_hex(v);
+    last = l;
+    ++lines;
+    pos = l.next;
+    if (v.size() < width || pad) break;  // the short (or padded) line ends the run
+  }
+  *resume = last.next;
+  if (lines < min_base64_lines || hex_only || !dec.finish()) return std::nullopt;
+  return claim{last, "base64", "", dec.take()};
+}
+
+// ---- uuencode -------------------------------------------------------------------------------
+
+int uu_value(char c) noexcept { return (static_cast<unsigned char>(c) - 0x20) & 0x3F; }
+
+bool is_uu_char(char c) noexcept {
+  const auto u = static_cast<unsigned char>(c);
+  return u >= 0x20 && u <= 0x60;
+}
+
+// A data line whose length character agrees with its length: at least the characters the
+// bytes need minus two (mailers strip trailing spaces, which encode zeros), at most whole
+// quanta plus one (some encoders append a checksum character).
+bool is_uu_data_line(std::string_view v) noexcept {
+  if (v.empty()) return false;
+  for (const char c : v) {
+    if (!is_uu_char(c)) return false;
+  }
+  const std::size_t n = static_cast<std::size_t>(uu_value(v[0]));
+  if (n == 0 || n > 45) return false;
+  const std::size_t chars = v.size() - 1;
+  const std::size_t needed = (4 * n + 2) / 3;
+  const std::size_t most = (n + 2) / 3 * 4 + 1;
+  return chars + 2 >= needed && chars <= most;
+}
+
+void decode_uu_line(std::string_view v, std::string& out) {
+  const std::size_t n = static_cast<std::size_t>(uu_value(v[0]));
+  const auto at = [&](std::size_t i) { return i < v.size() ? uu_value(v[i]) : 0; };
+  std::size_t produced = 0;
+  for (std::size_t i = 1; produced < n; i += 4) {
+    const int c0 = at(i), c1 = at(i + 1), c2 = at(i + 2), c3 = at(i + 3);
+    const std::array<int, 3> bytes{(c0 << 2) | (c1 >> 4), ((c1 & 0xF) << 4) | (c2 >> 2),
+                                   ((c2 & 0x3) << 6) | c3};
+    for (std::size_t k = 0; k < 3 && produced < n; ++k, ++produced)
+      out.push_back(static_cast<char>(bytes[k] & 0xFF));
+  }
+}
+
+// "begin" SP 3-4 octal digits [SP name]; returns false if the line is not such a header.
+bool parse_begin(std::string_view line, std::string_view keyword, std::string* name) {
+  if (!starts_with(line, keyword)) return false;
+  std::string_view rest = line.substr(keyword.size());
+  std::size_t digits = 0;
+  while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '7') ++digits;
+  if (digits < 3 || digits > 4) return false;
+  rest.remove_prefix(digits);
+  if (!rest.empty()) {
+    if (rest.front() != ' ') return false;
+    rest.remove_prefix(1);
+  }
+  *name = std::string(rest);
+  return true;
+}
+
+std::optional<claim> try_uuencode(std::string_view s, const line_view& header) {
+  std::string name;
+  if (!parse_begin(rtrim(content(s, header)), "begin ", &name)) return std::nullopt;
+  std::string decoded;
+  line_view last = header;
+  std::size_t data_lines = 0;
+  bool terminated = false;
+  for (std::size_t pos = header.next; pos < s.size();) {
+    const line_view l = line_at(s, pos);
+    const std::string_view raw = content(s, l);
+    if (rtrim(raw) == "end") {
+      last = l;
+      terminated = true;
+      break;
+    }
+    if (raw == "`" || rtrim(raw).empty()) {
+      // The zero-length line belongs to the blob only if "end" follows it.
+      if (l.next < s.size()) {
+        const line_view after = line_at(s, l.next);
+        if (rtrim(content(s, after)) == "end") {
+          last = after;
+          terminated = true;
+          break;
+        }
+      }
+      if (raw == "`") last = l;
+      break;
+    }
+    if (!is_uu_data_line(raw)) break;
+    decode_uu_line(raw, decoded);
+    ++data_lines;
+    last = l;
+    pos = l.next;
+  }
+  if (!terminated && data_lines == 0) return std::nullopt;
+  return claim{last, "uuencode", std::move(name), std::move(decoded)};
+}
+
+std::optional<claim> try_uuencode_base64(std::string_view s, const line_view& header) {
+  std::string name;
+  if (!parse_begin(rtrim(content(s, header)), "begin-base64 ", &name)) return std::nullopt;
+  base64_decoder dec;
+  line_view last = header;
+  std::size_t data_lines = 0;
+  bool terminated = false;
+  for (std::size_t pos = header.next; pos < s.size();) {
+    const line_view l = line_at(s, pos);
+    const std::string_view v = rtrim(content(s, l));
+    if (v == "====") {
+      last = l;
+      terminated = true;
+      break;
+    }
+    if (!is_base64_line(v)) break;
+    dec.feed(v);
+    ++data_lines;
+    last = l;
+    pos = l.next;
+  }
+  if (!terminated && data_lines == 0) return std::nullopt;
+  std::string decoded =
+      dec.finish() ? dec.take() : std::string(s.substr(header.begin, last.end - header.begin));
+  return claim{last, "uuencode", std::move(name), std::move(decoded)};
+}
+
+// ---- yEnc -----------------------------------------------------------------------------------
+
+std::optional<claim> try_yenc(std::string_view s, const line_view& header) {
+  const std::string_view h = rtrim(content(s, header));
+  if (!starts_with(h, "=ybegin ")) return std::nullopt;
+  const auto name_at = h.find(" name=");
+  if (name_at == std::string_view::npos) return std::nullopt;
+  std::string name(h.substr(name_at + 6));  // name= is the last keyword: the rest of the line
+  std::string decoded;
+  line_view last = header;
+  for (std::size_t pos = header.next; pos < s.size();) {
+    const line_view l = line_at(s, pos);
+    const std::string_view v = content(s, l);
+    if (starts_with(v, "=yend")) {
+      last = l;
+      break;
+    }
+    if (starts_with(v, "=ybegin ")) break;  // the next file: ours ended without =yend
+    last = l;
+    pos = l.next;
+    if (starts_with(v, "=ypart ")) continue;
+    // Critical characters are escaped as '=' + (c + 64); everything is offset by 42.
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      auto c = static_cast<unsigned char>(v[i]);
+      if (c == '=') {
+        if (++i == v.size()) break;
+        c = static_cast<unsigned char>(static_cast<unsigned char>(v[i]) - 64);
+      }
+      decoded.push_back(static_cast<char>(static_cast<unsigned char>(c - 42)));
+    }
+  }
+  return claim{last, "yenc", std::move(name), std::move(decoded)};
+}
+
+// ---- BinHex 4.0 -----------------------------------------------------------------------------
+
+constexpr std::string_view binhex_alphabet =
+    "!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
+
+int binhex_value(char c) noexcept {
+  const auto p = binhex_alphabet.find(c);
+  return p == std::string_view::npos ? -1 : static_cast<int>(p);
+}
+
+std::uint16_t crc16_xmodem(std::string_view bytes) noexcept {
+  std::uint16_t crc = 0;
+  for (const char ch : bytes) {
+    crc = static_cast<std::uint16_t>(crc ^ (static_cast<unsigned char>(ch) << 8));
+    for (int k = 0; k < 8; ++k) {
+      crc = static_cast<std::uint16_t>((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+  }
+  return crc;
+}
+
+std::uint32_t be32(std::string_view b, std::size_t at) noexcept {
+  return (static_cast<std::uint32_t>(static_cast<unsigned char>(b[at])) << 24) |
+         (static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + 1])) << 16) |
+         (static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + 2])) << 8) |
+         static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + 3]));
+}
+
+std::uint16_t be16(std::string_view b, std::size_t at) noexcept {
+  return static_cast<std::uint16_t>((static_cast<unsigned char>(b[at]) << 8) |
+                                    static_cast<unsigned char>(b[at + 1]));
+}
+
+// 6-bit decoding, then 0x90 run-length expansion, then the header (name, lengths, CRC) and
+// the data fork with its CRC. False on any inconsistency or if the output would exceed the cap.
+bool decode_binhex(std::string_view chars, std::string* name, std::string* data) {
+  std::string packed;
+  packed.reserve(chars.size() * 3 / 4 + 3);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (const char c : chars) {
+    const int v = binhex_value(c);
+    if (v < 0) return false;
+    acc = ((acc << 6) | static_cast<std::uint32_t>(v)) & 0xFFFFFFu;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      packed.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  std::string out;
+  std::size_t needed = max_binhex_output;  // known once the header is in
+  bool header_parsed = false;
+  std::size_t name_len = 0;
+  std::uint32_t data_len = 0;
+  unsigned char prev = 0;
+  for (std::size_t i = 0; i < packed.size() && out.size() < needed; ++i) {
+    const auto b = static_cast<unsigned char>(packed[i]);
+    if (b == 0x90) {
+      if (++i == packed.size()) return false;
+      const auto count = static_cast<unsigned char>(packed[i]);
+      if (count == 0) {
+        out.push_back(static_cast<char>(0x90));
+        prev = 0x90;
+      } else {
+        if (out.empty() || out.size() + count - 1 > max_binhex_output) return false;
+        out.append(count - 1u, static_cast<char>(prev));
+      }
+    } else {
+      out.push_back(static_cast<char>(b));
+      prev = b;
+    }
+    if (!header_parsed && !out.empty()) {
+      name_len = static_cast<unsigned char>(out[0]);
+      if (name_len < 1 || name_len > 63) return false;
+      if (out.size() >= name_len + 22) {
+        header_parsed = true;
+        data_len = be32(out, name_len + 12);
+        const std::uint16_t header_crc = be16(out, name_len + 20);
+        if (crc16_xmodem(std::string_view(out).substr(0, name_len + 20)) != header_crc) return false;
+        needed = name_len + 22 + static_cast<std::size_t>(data_len) + 2;
+        if (needed > max_binhex_output) return false;
+      }
+    }
+  }
+  if (!header_parsed || out.size() < needed) return false;
+  const std::string_view fork = std::string_view(out).substr(name_len + 22, data_len);
+  if (crc16_xmodem(fork) != be16(out, name_len + 22 + data_len)) return false;
+  *name = out.substr(1, name_len);
+  *data = std::string(fork);
+  return true;
+}
+
+std::optional<claim> try_binhex(std::string_view s, const line_view& header) {
+  if (!starts_with(content(s, header), "(This file must be converted with BinHex")) return std::nullopt;
+  std::string chars;
+  line_view last = header;
+  bool started = false;
+  bool closed = false;
+  for (std::size_t pos = header.next; pos < s.size() && !closed;) {
+    const line_view l = line_at(s, pos);
+    std::string_view v = rtrim(content(s, l));
+    pos = l.next;
+    if (!started) {
+      if (v.empty()) continue;
+      if (v.front() != ':') break;
+      started = true;
+      v.remove_prefix(1);
+    }
+    bool foreign = false;
+    std::size_t take = v.size();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (v[i] == ':') {
+        closed = true;
+        take = i;
+        break;
+      }
+      if (binhex_value(v[i]) < 0) {
+        foreign = true;
+        break;
+      }
+    }
+    if (foreign) break;  // prose after an unterminated block: the block ends before it
+    chars.append(v.substr(0, take));
+    last = l;
+  }
+  if (!started) return std::nullopt;
+  claim c{last, "binhex", "", ""};
+  if (!closed || !decode_binhex(chars, &c.filename, &c.decoded)) {
+    c.filename.clear();
+    c.decoded = std::string(s.substr(header.begin, last.end - header.begin));
+  }
+  return c;
+}
+
+// ---- ASCII armour ---------------------------------------------------------------------------
+
+bool is_armour_header(std::string_view v) noexcept {
+  const auto colon = v.find(": ");
+  if (colon == std::string_view::npos || colon == 0) return false;
+  for (std::size_t i = 0; i < colon; ++i) {
+    const char c = v[i];
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::optional<claim> try_armour(std::string_view s, const line_view& header) {
+  const std::string_view h = rtrim(content(s, header));
+  constexpr std::string_view open = "-----BEGIN ";
+  constexpr std::string_view dashes = "-----";
+  if (!starts_with(h, open) || h.size() < open.size() + dashes.size() + 1 ||
+      h.substr(h.size() - 5) != dashes) {
+    return std::nullopt;
+  }
+  const std::string_view label = h.substr(open.size(), h.size() - open.size() - dashes.size());
+  if (label.size() > 64) return std::nullopt;
+  for (const char c : label) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ' || c == ',' || c == '/';
+    if (!ok) return std::nullopt;
+  }
+  if (label == "PGP SIGNED MESSAGE") return std::nullopt;  // readable text; its signature is cut
+  const bool pgp = starts_with(label, "PGP ") || label == "PKCS7" || label == "CMS";
+  const std::string end_line = "-----END " + std::string(label) + "-----";
+
+  base64_decoder dec;
+  line_view last = header;
+  bool headers = true;
+  bool terminated = false;
+  std::size_t data_lines = 0;
+  for (std::size_t pos = header.next; pos < s.size();) {
+    const line_view l = line_at(s, pos);
+    const std::string_view v = rtrim(content(s, l));
+    pos = l.next;
+    if (v == end_line) {
+      last = l;
+      terminated = true;
+      break;
+    }
+    if (v.empty()) {  // blank lines never end a blob by themselves, nor extend it
+      headers = false;
+      continue;
+    }
+    if (headers && is_armour_header(v)) {
+      last = l;
+      continue;
+    }
+    if (!is_base64_line(v) && !(v.front() == '=' && is_base64_line(v.substr(1)))) break;
+    headers = false;
+    if (v.front() != '=') dec.feed(v);  // "=XXXX" is the OpenPGP CRC-24 line
+    ++data_lines;
+    last = l;
+  }
+  if (!terminated && data_lines == 0) return std::nullopt;
+  const std::string_view block = s.substr(header.begin, last.end - header.begin);
+  if (pgp) return claim{last, "pgp", "", std::string(block)};
+  std::string decoded = dec.finish() ? dec.take() : std::string(block);
+  return claim{last, "base64", "", std::move(decoded)};
+}
+
+void append_neutralised(std::string& out, std::string_view segment) {
+  for (auto hit = segment.find(placeholder_prefix); hit != std::string_view::npos;
+       hit = segment.find(placeholder_prefix)) {
+    out.append(segment.substr(0, hit));
+    out.append("[ ");
+    out.append(placeholder_prefix.substr(1));
+    segment.remove_prefix(hit + placeholder_prefix.size());
+  }
+  out.append(segment);
+}
+
+}  // namespace
+
+blob_split cut_encoded_blobs(std::string_view s) {
+  blob_split result;
+  for (std::size_t pos = 0; pos < s.size();) {
+    const line_view l = line_at(s, pos);
+    const std::string_view v = content(s, l);
+    std::optional<claim> found;
+    std::size_t resume = l.next;
+    if (starts_with(v, "begin ")) {
+      found = try_uuencode(s, l);
+    } else if (starts_with(v, "begin-base64 ")) {
+      found = try_uuencode_base64(s, l);
+    } else if (starts_with(v, "=ybegin ")) {
+      found = try_yenc(s, l);
+    } else if (starts_with(v, "(This file must be converted with BinHex")) {
+      found = try_binhex(s, l);
+    } else if (starts_with(v, "-----BEGIN ")) {
+      found = try_armour(s, l);
+    } else if (v.size() >= min_base64_width) {
+      found = try_base64_run(s, l, &resume);
+    }
+    if (found) {
+      result.blobs.push_back(text_blob{l.begin, found->last.end, std::move(found->kind),
+                                       std::move(found->filename), std::move(found->decoded)});
+      pos = found->last.next;
+    } else {
+      pos = resume;
+    }
+  }
+
+  result.text.reserve(s.size() + result.blobs.size() * 24);
+  std::size_t copied = 0;
+  for (std::size_t i = 0; i < result.blobs.size(); ++i) {
+    append_neutralised(result.text, s.substr(copied, result.blobs[i].begin - copied));
+    result.text += placeholder_prefix;
+    result.text += std::to_string(i);
+    result.text += "]]";
+    copied = result.blobs[i].end;
+  }
+  append_neutralised(result.text, s.substr(copied));
+  return result;
+}
+
+}  // namespace mukai::sanitize

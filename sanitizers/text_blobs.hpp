@@ -1,0 +1,55 @@
+// Encoded payloads hidden in text bodies: uuencode (also "begin-base64"), yEnc, BinHex 4.0,
+// ASCII armour (PGP, PKCS7/CMS, other PEM) and bare base64 runs. A plain-text body can carry
+// a whole program this way, so the engine cuts them out and treats each like an attachment.
+// Invariants: one forward pass over the lines (every line is classified a bounded number of
+// times), no regex; the text grows by at most one placeholder per blob (plus one byte per
+// neutralised literal placeholder); decoded bytes are bounded (BinHex run-length expansion is
+// capped at 64 MiB). Never throws except std::bad_alloc.
+// Threading: pure function; safe from any thread.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mukai::sanitize {
+
+struct text_blob {
+  // Byte range in the input: from the start of the blob's first line to the end of its last
+  // line's content (the last line's CR/LF stays in the text, after the placeholder).
+  std::size_t begin = 0, end = 0;
+  std::string kind;      // "uuencode" | "yenc" | "binhex" | "base64" | "pgp"
+  std::string filename;  // as written in the encoding's header ("" if it carries none)
+  // uuencode/yenc/base64: the decoded bytes. binhex: the data fork, or the raw block if it
+  // does not decode (bad CRC, truncated). pgp (PGP, PKCS7, CMS armour): the raw armoured block,
+  // which is what a recipient would save as .asc/.p7m. Other PEM labels are kind "base64"
+  // with the decoded body.
+  std::string decoded;
+};
+
+struct blob_split {
+  // The input with each blob replaced by "[[mukai-blob:N]]", N the blob's index in `blobs`
+  // (0-based). A literal "[[mukai-blob:" already present in the input is rewritten to
+  // "[ [mukai-blob:" so every placeholder in `text` is one of ours.
+  std::string text;
+  std::vector<text_blob> blobs;
+};
+
+// Recognised shapes (lines end in LF, CRLF or a lone CR):
+//  uuencode  "begin NNN name" (3-4 octal digits, name may be empty), data lines whose length
+//            matches their length character, optional zero-length line, "end". Without "end"
+//            the blob stops after the last line that looks like uuencoded data.
+//            "begin-base64 NNN name" ... "====" (uuencode -m) is kind "uuencode" too.
+//  yenc      "=ybegin ... name=..." [=ypart ...] data "=yend ...". Without "=yend" the blob runs
+//            to the next "=ybegin" or the end of the text (the data can look like anything).
+//  binhex    "(This file must be converted with BinHex ..." then ':' data ':' .
+//  pgp       "-----BEGIN PGP MESSAGE|SIGNATURE|PUBLIC KEY BLOCK|...-----", "-----BEGIN PKCS7-----",
+//            "-----BEGIN CMS-----" .. matching END line. "PGP SIGNED MESSAGE" (clear-signed text)
+//            is left alone; only its SIGNATURE block is cut.
+//  base64    >= 4 consecutive lines of [A-Za-z0-9+/] with '=' padding only at the very end,
+//            all but the last of one width that is a multiple of 4 and >= 40, the last not
+//            wider; not made only of hex digits (checksum lists); decodes cleanly.
+[[nodiscard]] blob_split cut_encoded_blobs(std::string_view utf8_text);
+
+}  // namespace mukai::sanitize
