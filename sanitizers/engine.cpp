@@ -85,20 +85,62 @@ void collect_warning(gint64 offset, GMimeParserWarning code, const gchar* item, 
   list->push_back({offset, code, item ? std::string(item).substr(0, 200) : std::string()});
 }
 
+// Decodes a part's content straight into one string, chunk by chunk: no intermediate growing
+// buffer, so a 25 MB attachment costs its decoded size once (the memory target of the engine).
 std::string decode_part_bytes(GMimePart* part, std::uint64_t cap, bool& too_big) {
   too_big = false;
   GMimeDataWrapper* content = g_mime_part_get_content(part);
   if (!content) return {};
-  auto mem = adopt(g_mime_stream_mem_new());
-  if (g_mime_data_wrapper_write_to_stream(content, mem.get()) < 0) return {};
-  GByteArray* arr = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem.get()));
-  if (!arr) return {};
-  if (arr->len > cap) {
-    too_big = true;
-    return {};
+  GMimeContentEncoding enc = g_mime_data_wrapper_get_encoding(content);
+  GMimeStream* stream = g_mime_data_wrapper_get_stream(content);
+  if (!stream) return {};
+  const bool stepwise = enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
+  const bool identity = enc == GMIME_CONTENT_ENCODING_DEFAULT || enc == GMIME_CONTENT_ENCODING_7BIT ||
+                        enc == GMIME_CONTENT_ENCODING_8BIT || enc == GMIME_CONTENT_ENCODING_BINARY;
+  if (!stepwise && !identity) {
+    // uuencode: GMime's filter finds the "begin" line; the rare case may take the slower path.
+    auto mem = adopt(g_mime_stream_mem_new());
+    if (g_mime_data_wrapper_write_to_stream(content, mem.get()) < 0) return {};
+    GByteArray* arr = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem.get()));
+    if (!arr) return {};
+    if (arr->len > cap) {
+      too_big = true;
+      return {};
+    }
+    return std::string(reinterpret_cast<const char*>(arr->data), arr->len);
   }
-  return std::string(reinterpret_cast<const char*>(arr->data), arr->len);
+  if (g_mime_stream_reset(stream) < 0) return {};
+  std::string out;
+  gint64 length = g_mime_stream_length(stream);
+  if (length > 0) out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(static_cast<std::uint64_t>(length), cap)));
+  GMimeEncoding state;
+  g_mime_encoding_init_decode(&state, enc);
+  std::vector<char> in(64 * 1024);
+  std::vector<char> decoded;
+  for (;;) {
+    gssize n = g_mime_stream_read(stream, in.data(), in.size());
+    if (n < 0) return {};
+    const bool eof = n == 0;
+    if (identity) {
+      out.append(in.data(), static_cast<std::size_t>(n));
+    } else {
+      decoded.resize(g_mime_encoding_outlen(&state, static_cast<std::size_t>(n)) + 16);
+      std::size_t m = eof ? g_mime_encoding_flush(&state, in.data(), 0, decoded.data())
+                          : g_mime_encoding_step(&state, in.data(), static_cast<std::size_t>(n), decoded.data());
+      out.append(decoded.data(), m);
+    }
+    if (out.size() > cap) {
+      too_big = true;
+      return {};
+    }
+    if (eof) break;
+  }
+  return out;
 }
+
+// The prefix libmagic sees for a part declared as text: binary formats announce themselves in
+// their first bytes, and libmagic's text rules cost time in proportion to the length.
+constexpr std::size_t text_detection_window = 16 * 1024;
 
 bool is_text_compatible_detection(std::string_view detected) {
   static constexpr std::string_view ok[] = {
@@ -531,7 +573,7 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
   if (mode == walk_mode::collect && (is_plain || is_html)) {
     pr.size = bytes.size();
     pr.sha256 = sha256_hex(bytes);
-    pr.detected_type = detect_mime_type(bytes);
+    pr.detected_type = detect_mime_type(std::string_view(bytes).substr(0, text_detection_window));
     pr.action = part_action::discarded;
     pr.reason = "alternative-not-shown";
     rep_.parts.push_back(std::move(pr));
@@ -539,7 +581,7 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
   }
 
   if (is_plain) {
-    std::string detected = detect_mime_type(bytes);
+    std::string detected = detect_mime_type(std::string_view(bytes).substr(0, text_detection_window));
     if (!is_text_compatible_detection(detected)) {
       remove_part(std::move(pr), std::move(bytes), info.name_param, "binary-as-text");
       return;
@@ -597,6 +639,10 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
       hold("limit:time");
       return;
     }
+    if (h.parse_aborted) {  // gumbo hit its memory bound: the HTML is built to exhaust parsers
+      hold("limit:html-complexity");
+      return;
+    }
     if (h.truncated) {
       hold("limit:output-size");
       return;
@@ -605,7 +651,7 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
     summary_.links_defanged += h.links_defanged;
     summary_.links_removed += h.links_removed;
     summary_.phishing_cues += h.phishing_cues;
-    pr.detected_type = detect_mime_type(bytes);
+    pr.detected_type = detect_mime_type(std::string_view(bytes).substr(0, text_detection_window));
     pr.size = bytes.size();
     pr.sha256 = sha256_hex(bytes);
     pr.action = part_action::converted;
@@ -693,7 +739,17 @@ result message_sanitizer::run() {
   g_mime_parser_options_set_allow_addresses_without_domain(parser_options_.get(), TRUE);
   g_mime_parser_options_set_warning_callback(parser_options_.get(), collect_warning, &warnings_);
 
-  auto stream = adopt(g_mime_stream_mem_new_with_buffer(input.data(), input.size()));
+  // GMime reads the caller's buffer in place (a non-owning byte array): copying a 25 MB message
+  // into a stream would double the engine's peak memory. The parser only reads.
+  GByteArray* view = g_byte_array_new();
+  view->data = reinterpret_cast<guint8*>(const_cast<char*>(input.data()));
+  view->len = static_cast<guint>(input.size());
+  auto stream = adopt(g_mime_stream_mem_new_with_byte_array(view));
+  g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream.get()), FALSE);
+  struct view_release {
+    GByteArray* v;
+    ~view_release() { g_byte_array_free(v, FALSE); }  // frees the header only, never the data
+  } release{view};
   auto parser = adopt(g_mime_parser_new_with_stream(stream.get()));
   g_mime_parser_set_format(parser.get(), GMIME_FORMAT_MESSAGE);
   auto message = adopt(g_mime_parser_construct_message(parser.get(), parser_options_.get()));

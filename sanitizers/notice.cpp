@@ -59,6 +59,8 @@ constexpr reason_text reason_texts[] = {
     {"limit:mime-depth", "MIME の入れ子が深すぎます", "MIME nesting is deeper than the limit"},
     {"limit:parts", "パートの数が上限を超えています", "the message has more parts than the limit"},
     {"limit:time", "処理時間が上限を超えました", "processing took longer than the limit"},
+    {"limit:html-size", "HTML 本文が大きすぎます", "the HTML body is larger than the limit"},
+    {"limit:html-complexity", "HTML の構造が複雑すぎます", "the HTML is too complex to convert safely"},
     {"limit:output-size", "変換後の本文が大きすぎます", "the converted text is larger than the limit"},
     {"unparseable", "メッセージを解析できません", "the message cannot be parsed"},
     {"encrypted", "暗号化されたメッセージは無害化できません", "encrypted messages cannot be made harmless"},

@@ -154,6 +154,36 @@ std::optional<claim> try_base64_run(std::string_view s, const line_view& first, 
   return claim{last, "base64", "", dec.take()};
 }
 
+// The loose rule, a superset of try_base64_run: any run of min_base64_lines lines of at least
+// min_base64_width characters from the base64 alphabet (at least half of them alphanumeric,
+// so "=====" rules are not data, and not hex only: checksum lists are text), whether or not it
+// decodes. Encoded data that was wrapped
+// irregularly or damaged on purpose must not pass as text either; it is kept raw.
+bool is_loose_base64_line(std::string_view v) noexcept {
+  if (v.size() < min_base64_width || is_hex(v)) return false;  // checksum lists are text
+  std::size_t alnum = 0;
+  for (const char c : v) {
+    if (c == '=') continue;
+    if (base64_value(c) < 0) return false;
+    alnum += (c != '+' && c != '/');
+  }
+  return alnum * 2 >= v.size();
+}
+
+std::optional<claim> try_loose_base64_run(std::string_view s, const line_view& first) {
+  line_view last = first;
+  std::size_t lines = 0;
+  for (std::size_t pos = first.begin; pos < s.size();) {
+    const line_view l = line_at(s, pos);
+    if (!is_loose_base64_line(rtrim(content(s, l)))) break;
+    last = l;
+    ++lines;
+    pos = l.next;
+  }
+  if (lines < min_base64_lines) return std::nullopt;
+  return claim{last, "base64", "", std::string(s.substr(first.begin, last.end - first.begin))};
+}
+
 // ---- uuencode -------------------------------------------------------------------------------
 
 int uu_value(char c) noexcept { return (static_cast<unsigned char>(c) - 0x20) & 0x3F; }
@@ -540,6 +570,10 @@ blob_split cut_encoded_blobs(std::string_view s) {
       found = try_armour(s, l);
     } else if (v.size() >= min_base64_width) {
       found = try_base64_run(s, l, &resume);
+      if (!found) {
+        found = try_loose_base64_run(s, l);
+        if (!found) resume = l.next;  // a loose run may start on any line the strict one skipped
+      }
     }
     if (found) {
       result.blobs.push_back(text_blob{l.begin, found->last.end, std::move(found->kind),

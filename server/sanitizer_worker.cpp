@@ -1465,8 +1465,13 @@ int serve_requests(const config::mukai_config& cfg) {
       (void)write_all(1, std::string_view(body).substr(0, body.size() / 2));
       ::_exit(0);
     }
+    if (hook == worker_test_hook::extra_output) {
+      // In the same write as the end of the response, so the bytes wait in the socket when the
+      // parent next looks (a worker that delays them costs the next message a hold instead).
+      if (!write_all(1, head) || !write_all(1, body + "EXTRA")) return exit_internal;
+      continue;
+    }
     if (!write_all(1, head) || !write_all(1, body)) return exit_internal;
-    if (hook == worker_test_hook::extra_output && !write_all(1, "EXTRA")) return exit_internal;
   }
 }
 

@@ -22,11 +22,17 @@ bool valid_utf8(std::string_view s) {
   return g_utf8_validate(s.data(), static_cast<gssize>(s.size()), nullptr);
 }
 
+// 40+ characters of the base64 alphabet, at least half alphanumeric ("=====" rules are text), not
+// hex digits only.
 bool is_base64_line(std::string_view line) {
   if (line.size() < 40) return false;
-  return std::all_of(line.begin(), line.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=';
-  });
+  std::size_t alnum = 0;
+  for (char c : line) {
+    if (std::isalnum(static_cast<unsigned char>(c))) ++alnum;
+    else if (c != '+' && c != '/' && c != '=') return false;
+  }
+  bool hex = std::all_of(line.begin(), line.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+  return alnum * 2 >= line.size() && !hex;  // a list of checksums is text
 }
 
 void check_blobs(std::string_view body, std::vector<std::string>& failures) {

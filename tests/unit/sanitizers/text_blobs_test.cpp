@@ -305,7 +305,7 @@ TEST_CASE("bare base64 runs") {
     CHECK(cut_encoded_blobs(three).blobs.empty());
     CHECK(cut_encoded_blobs(base64(pseudo_random(3 * 57 + 10, 4))).blobs.size() == 1);  // 3 full + 1 short
   }
-  SUBCASE("checksum lists, separators and ragged lines are not base64") {
+  SUBCASE("checksum lists and separators are not base64") {
     const std::string hashes =
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"
@@ -315,14 +315,20 @@ TEST_CASE("bare base64 runs") {
     std::string rules;
     for (int i = 0; i < 5; ++i) rules += std::string(72, '=') + "\n";
     CHECK(cut_encoded_blobs(rules).blobs.empty());
-    std::string ragged;
-    for (int i = 0; i < 6; ++i) ragged += std::string(static_cast<std::size_t>(44 + 4 * i), 'A') + "\n";
-    CHECK(cut_encoded_blobs(ragged).blobs.empty());
   }
-  SUBCASE("a run that does not decode cleanly is left alone") {
+  SUBCASE("ragged or damaged runs are cut too, kept raw") {
+    // Encoded data wrapped irregularly or broken on purpose must not pass as text: the loose rule
+    // (4+ lines of 40+ base64-alphabet characters) cuts it and keeps the raw lines.
+    std::string ragged;
+    for (int i = 0; i < 6; ++i) ragged += std::string(static_cast<std::size_t>(44 + 4 * i), 'Q') + "\n";
+    auto r = cut_encoded_blobs(ragged);
+    REQUIRE(r.blobs.size() == 1);
+    CHECK(r.blobs[0].decoded == ragged.substr(0, ragged.size() - 1));
     std::string bad = base64(pseudo_random(300, 5));
     bad.insert(bad.size() - 1, "A");  // 4n+1 characters
-    CHECK(cut_encoded_blobs(bad).blobs.empty());
+    auto b = cut_encoded_blobs(bad);
+    REQUIRE(b.blobs.size() == 1);
+    CHECK(b.blobs[0].kind == "base64");
   }
 }
 

@@ -78,7 +78,7 @@ smtp_client_options fast_options() {
 
 next_hop hop_of(const std::string& text) {
   auto r = parse_next_hop(text);
-  REQUIRE(r);
+  REQUIRE(r.has_value());
   return *r;
 }
 

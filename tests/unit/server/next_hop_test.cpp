@@ -62,13 +62,13 @@ TEST_CASE("starttls= modes") {
 
 TEST_CASE("maildir: absolute and relative paths") {
   auto r = parse_next_hop("maildir:/var/spool/mukai/outbox");
-  REQUIRE(r);
+  REQUIRE(r.has_value());
   CHECK(std::get<maildir_hop>(r->target).dir == "/var/spool/mukai/outbox");
   r = parse_next_hop("maildir:./mukai-data/outbox");
-  REQUIRE(r);
+  REQUIRE(r.has_value());
   CHECK(std::get<maildir_hop>(r->target).dir == "./mukai-data/outbox");
   r = parse_next_hop("maildir:outbox");
-  REQUIRE(r);
+  REQUIRE(r.has_value());
   CHECK(std::get<maildir_hop>(r->target).dir == "outbox");
 }
 
@@ -126,7 +126,7 @@ TEST_CASE("strict refusals with a reason") {
 
 TEST_CASE("errors name the entry, with control bytes escaped, and value() throws") {
   auto r = parse_next_hop("smtp://h:25?starttls=\x01");
-  REQUIRE_FALSE(r);
+  REQUIRE_FALSE(r.has_value());
   CHECK(r.error().entry.find("\\x01") != std::string::npos);
   CHECK(to_string(r.error()).starts_with("next hop '"));
   CHECK_THROWS_AS((void)r.value(), std::invalid_argument);
