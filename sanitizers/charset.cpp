@@ -36,7 +36,9 @@ std::string lower(std::string_view s) {
 
 // Trims white space and quotes, drops an RFC 2231 "*lang" suffix, lower-cases.
 std::string normalize_label(std::string_view label) {
-  const auto is_trim = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' || c == '\''; };
+  const auto is_trim = [](char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' || c == '\'';
+  };
   while (!label.empty() && is_trim(label.front())) label.remove_prefix(1);
   while (!label.empty() && is_trim(label.back())) label.remove_suffix(1);
   if (const auto star = label.find('*'); star != std::string_view::npos) label = label.substr(0, star);
@@ -212,8 +214,8 @@ constexpr std::array aliases{
 
 // Labels that say "I do not know": treated like a missing label, without an "unknown" warning.
 constexpr std::array<std::string_view, 12> explicit_unknown{
-    "xunknown", "unknown8bit", "unknown", "xuserdefined", "default", "none",
-    "charset", "8bit", "7bit", "binary", "xbinaryenc", "us8bit"};
+    "xunknown", "unknown8bit", "unknown", "xuserdefined", "default",    "none",
+    "charset",  "8bit",        "7bit",    "binary",       "xbinaryenc", "us8bit"};
 
 std::string lookup_alias(std::string_view key) {
   for (const auto& a : aliases) {
@@ -272,11 +274,13 @@ constexpr std::array known_charsets{
     known_charset{"gbk", decoder_kind::icu, "gb18030", "windows-936-2000", false, false, true},
     known_charset{"gb18030", decoder_kind::icu, "gb18030", "gb18030", false, false, true},
     known_charset{"big5", decoder_kind::icu, "windows-950-2000", "windows-950-2000", false, false, true},
-    known_charset{"big5-hkscs", decoder_kind::icu, "ibm-1375_P100-2008", "ibm-1375_P100-2008", false, false, true},
+    known_charset{"big5-hkscs", decoder_kind::icu, "ibm-1375_P100-2008", "ibm-1375_P100-2008", false, false,
+                  true},
     known_charset{"cp949", decoder_kind::icu, "windows-949-2000", "windows-949-2000", false, false, true},
     known_charset{"koi8-r", decoder_kind::icu, "KOI8-R", "KOI8-R", false, true, true},
     known_charset{"koi8-u", decoder_kind::icu, "KOI8-U", "KOI8-U", false, true, true},
-    known_charset{"windows-874", decoder_kind::icu, "windows-874-2000", "windows-874-2000", false, true, true},
+    known_charset{"windows-874", decoder_kind::icu, "windows-874-2000", "windows-874-2000", false, true,
+                  true},
     known_charset{"utf-16", decoder_kind::utf16, "UTF-16", "UTF-16", false, false, false},
     known_charset{"utf-16le", decoder_kind::utf16, "UTF-16LE", "UTF-16LE", false, false, false},
     known_charset{"utf-16be", decoder_kind::utf16, "UTF-16BE", "UTF-16BE", false, false, false},
@@ -294,8 +298,9 @@ std::optional<charset_info> resolve(std::string_view canonical) {
   if (canonical.empty()) return std::nullopt;
   for (const auto& k : known_charsets) {
     if (k.canonical == canonical) {
-      return charset_info{std::string(k.canonical), k.kind,        std::string(k.engine), std::string(k.encoder),
-                          k.seven_bit,              k.single_byte, k.ascii_transparent};
+      return charset_info{std::string(k.canonical), k.kind,      std::string(k.engine),
+                          std::string(k.encoder),   k.seven_bit, k.single_byte,
+                          k.ascii_transparent};
     }
   }
   if (const auto props = detail::icu_converter_props(canonical)) {
@@ -428,7 +433,9 @@ struct jp_score {
   // A rare damaged character (a subject cut mid-character) must not disqualify a long text.
   bool valid() const { return chars > 0 && invalid * 20 <= chars; }
   double avg() const { return chars == 0 ? 0.0 : sum / static_cast<double>(chars); }
-  double kana_ratio() const { return chars == 0 ? 0.0 : static_cast<double>(kana) / static_cast<double>(chars); }
+  double kana_ratio() const {
+    return chars == 0 ? 0.0 : static_cast<double>(kana) / static_cast<double>(chars);
+  }
   void add(double w, bool is_kana = false) {
     ++chars;
     sum += w;
@@ -597,10 +604,12 @@ std::vector<icu_guess> icu_detect(std::string_view sample) {
     const std::string lname = lower(name);
     // ICU proposes BOM-less UTF-16/32 for almost anything (we sniff BOMs ourselves) and EBCDIC
     // Arabic/Hebrew (IBM420/424) for noise; neither occurs unlabelled in mail.
-    if (lname.rfind("utf-16", 0) == 0 || lname.rfind("utf-32", 0) == 0 || lname.rfind("ibm42", 0) == 0) continue;
+    if (lname.rfind("utf-16", 0) == 0 || lname.rfind("utf-32", 0) == 0 || lname.rfind("ibm42", 0) == 0)
+      continue;
     const std::string canonical = canonical_charset(lname);
     if (canonical.empty()) continue;
-    if (std::any_of(out.begin(), out.end(), [&](const icu_guess& g) { return g.charset == canonical; })) continue;
+    if (std::any_of(out.begin(), out.end(), [&](const icu_guess& g) { return g.charset == canonical; }))
+      continue;
     out.push_back({canonical, conf});
   }
   return out;
@@ -614,7 +623,8 @@ std::string_view detection_sample(std::string_view s) {
   constexpr std::size_t max_sample = 16 * 1024;
   if (s.size() <= max_sample) return s;
   const auto first8 = static_cast<std::size_t>(
-      std::find_if(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }) - s.begin());
+      std::find_if(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }) -
+      s.begin());
   std::size_t begin = first8 > 1024 ? first8 - 1024 : 0;
   while (begin > 0 && begin < first8 && static_cast<unsigned char>(s[begin - 1]) >= 0x40) ++begin;
   std::size_t end = std::min(s.size(), begin + max_sample);
@@ -624,7 +634,8 @@ std::string_view detection_sample(std::string_view s) {
 }
 
 bool is_japanese(std::string_view canonical) {
-  return canonical == "cp932" || canonical == "euc-jp" || canonical == "iso-2022-jp" || canonical == "iso-2022-jp-2";
+  return canonical == "cp932" || canonical == "euc-jp" || canonical == "iso-2022-jp" ||
+         canonical == "iso-2022-jp-2";
 }
 
 void push_unique(std::vector<std::string>& v, std::string c) {
@@ -632,7 +643,8 @@ void push_unique(std::vector<std::string>& v, std::string c) {
 }
 
 // Candidate charsets for 8-bit, non-UTF-8 bytes, most plausible first.
-std::vector<std::string> rank_candidates(std::string_view bytes, std::string_view sample, const std::string& hint) {
+std::vector<std::string> rank_candidates(std::string_view bytes, std::string_view sample,
+                                         const std::string& hint) {
   const jp_score sj = score_cp932(bytes);
   const jp_score ej = score_eucjp(bytes);
   // Fewer invalid sequences first, then the more Japanese-looking reading.
@@ -649,7 +661,9 @@ std::vector<std::string> rank_candidates(std::string_view bytes, std::string_vie
     jp = "euc-jp";
     js = ej;
   }
-  const std::string jp_other = (jp == "cp932" && ej.valid()) ? "euc-jp" : (jp == "euc-jp" && sj.valid()) ? "cp932" : "";
+  const std::string jp_other = (jp == "cp932" && ej.valid())    ? "euc-jp"
+                               : (jp == "euc-jp" && sj.valid()) ? "cp932"
+                                                                : "";
 
   const std::vector<icu_guess> icu = icu_detect(sample);
   const int top_conf = icu.empty() ? 0 : icu.front().confidence;
@@ -659,8 +673,8 @@ std::vector<std::string> rank_candidates(std::string_view bytes, std::string_vie
     }
     return -1;
   };
-  const std::size_t high_bytes = static_cast<std::size_t>(
-      std::count_if(sample.begin(), sample.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }));
+  const std::size_t high_bytes = static_cast<std::size_t>(std::count_if(
+      sample.begin(), sample.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }));
   const bool hint_japanese = is_japanese(hint);
 
   std::vector<std::string> ranked;
@@ -680,7 +694,8 @@ std::vector<std::string> rank_candidates(std::string_view bytes, std::string_vie
   // A weaker Japanese reading (no kana: names, kanji-only subjects, ①②③) still wins when ICU is
   // unsure, agrees, or the text is too short for ICU's statistics to mean much.
   if (js.valid() && js.avg() >= 0.9) {
-    const bool icu_agrees = !icu.empty() && (is_japanese(icu.front().charset) || conf_of(jp) >= top_conf - 10);
+    const bool icu_agrees =
+        !icu.empty() && (is_japanese(icu.front().charset) || conf_of(jp) >= top_conf - 10);
     if (icu.empty() || icu_agrees || top_conf < 30 || (high_bytes < 64 && top_conf < 70) ||
         (hint_japanese && top_conf < 60)) {
       push_unique(ranked, jp);
@@ -821,7 +836,8 @@ std::optional<std::string> detect_charset(std::string_view bytes, std::string_vi
   return detect_impl(bytes, canonical_charset(hint_label));
 }
 
-decoded_text decode_to_utf8(std::string_view bytes, std::string_view declared_label, std::string_view hint_label) {
+decoded_text decode_to_utf8(std::string_view bytes, std::string_view declared_label,
+                            std::string_view hint_label) {
   decoded_text out;
   const std::string declared = canonical_charset(declared_label);
   const std::string hint = canonical_charset(hint_label);
@@ -839,7 +855,8 @@ decoded_text decode_to_utf8(std::string_view bytes, std::string_view declared_la
     out.replacements = r.replacements;
     out.charset = info.canonical;
     out.detected = detected;
-    if (detected) out.warnings.push_back("charset-detected:" + info.canonical + " (declared: " + declared_desc + ")");
+    if (detected)
+      out.warnings.push_back("charset-detected:" + info.canonical + " (declared: " + declared_desc + ")");
     if (out.replacements > 0) {
       out.warnings.push_back("charset-replacements:" + std::to_string(out.replacements) +
                              " (charset: " + info.canonical + ")");
@@ -869,8 +886,8 @@ decoded_text decode_to_utf8(std::string_view bytes, std::string_view declared_la
   }
   if (!eight) return finish(*declared_info, std::move(r), false);
   const bool jis_with_escapes = declared_info->kind == decoder_kind::iso2022jp && jis_escapes;
-  const bool multi_byte = !declared_info->seven_bit && !declared_info->single_byte &&
-                          declared_info->kind != decoder_kind::utf8;
+  const bool multi_byte =
+      !declared_info->seven_bit && !declared_info->single_byte && declared_info->kind != decoder_kind::utf8;
 
   if (declared_info->kind != decoder_kind::utf8 && !jis_with_escapes && is_valid_utf8(bytes)) {
     // Valid multi-byte UTF-8 under a legacy label is a label left over by a client that converted
@@ -896,7 +913,8 @@ decoded_text decode_to_utf8(std::string_view bytes, std::string_view declared_la
   // and a Japanese label is only ever replaced by another Japanese reading or UTF-8 (a Shift_JIS
   // subject with one unassigned character must not turn into GBK because GBK happens to fit).
   const std::optional<std::string> candidate = detect_impl(bytes, hint.empty() ? declared : hint);
-  const bool allowed = candidate && (!is_japanese(declared) || is_japanese(*candidate) || *candidate == "utf-8");
+  const bool allowed =
+      candidate && (!is_japanese(declared) || is_japanese(*candidate) || *candidate == "utf-8");
   if (allowed && *candidate != declared) {
     if (const auto cand_info = resolve(*candidate)) {
       decode_result alt = decode_with(*cand_info, bytes);
@@ -942,12 +960,12 @@ std::optional<std::string> encode_from_utf8(std::string_view utf8, std::string_v
   if (info->canonical == "cp932" || info->canonical == "euc-jp") {
     // Accept the Unicode-correct spellings of the wave-dash family (see charset.hpp).
     static constexpr std::array<std::pair<char32_t, char32_t>, 7> wave{{{0x301C, 0xFF5E},
-                                                                         {0x2016, 0x2225},
-                                                                         {0x2212, 0xFF0D},
-                                                                         {0x00A2, 0xFFE0},
-                                                                         {0x00A3, 0xFFE1},
-                                                                         {0x00AC, 0xFFE2},
-                                                                         {0x2014, 0x2015}}};
+                                                                        {0x2016, 0x2225},
+                                                                        {0x2212, 0xFF0D},
+                                                                        {0x00A2, 0xFFE0},
+                                                                        {0x00A3, 0xFFE1},
+                                                                        {0x00AC, 0xFFE2},
+                                                                        {0x2014, 0x2015}}};
     std::string mapped;
     mapped.reserve(utf8.size());
     for (std::size_t i = 0; i < utf8.size();) {

@@ -36,13 +36,16 @@ struct decoded_text {
 // default); it only breaks ties, it never overrides a label that decodes cleanly.
 // Rules, in order:
 //  * no/unknown label: BOM, then pure ASCII (-> "us-ascii", or "iso-2022-jp" if it carries JIS
-//    escapes), valid UTF-8, then detection (detect_charset, Japanese first).
-//  * a label whose decode has replacements, a 7-bit label (us-ascii, iso-2022-jp without JIS
-//    escapes, utf-7) on 8-bit bytes, or a single-byte label (latin1, cp125x, koi8...) on bytes that
-//    are valid multi-byte UTF-8: detection is tried and used if it decodes without replacements
-//    (warning "charset-detected:..."). A UTF-8 label on bytes that are mostly valid UTF-8 stays
-//    UTF-8 (damaged UTF-8 is not re-read as another charset).
-//  * otherwise the declared decode is returned, with a "charset-replacements" warning if needed.
+//    escapes), valid or mostly valid UTF-8, then detection (detect_charset, Japanese first).
+//  * JIS escapes under an ASCII-based label (us-ascii, utf-8, latin1...) -> iso-2022-jp.
+//  * valid multi-byte UTF-8 under a 7-bit or single-byte label (or under a legacy multi-byte label
+//    that needed replacements, or with 4+ multi-byte sequences) -> utf-8.
+//  * a label whose decode needed replacements, or a 7-bit label (us-ascii, iso-2022-jp without
+//    JIS escapes, utf-7) on 8-bit bytes: damaged text that still mostly decodes (UTF-8: twice as
+//    many good sequences as bad; CJK: four good characters per bad one) keeps its label;
+//    otherwise detection is tried and used if it needs fewer replacements. A Japanese label is
+//    only ever replaced by another Japanese charset or UTF-8.
+//  * every inferred charset adds "charset-detected:...", every replacement "charset-replacements:...".
 [[nodiscard]] decoded_text decode_to_utf8(std::string_view bytes, std::string_view declared_label,
                                           std::string_view hint_label = {});
 
@@ -76,7 +79,8 @@ struct decoded_text {
 // plausibility score for CP932/EUC-JP (kana, level-1 kanji, punctuation) combined with ICU's
 // detector (ucsdet, over a bounded sample): a plausible Japanese reading wins unless ICU is
 // confident of something else; `hint_label` wins ties.
-[[nodiscard]] std::optional<std::string> detect_charset(std::string_view bytes, std::string_view hint_label = {});
+[[nodiscard]] std::optional<std::string> detect_charset(std::string_view bytes,
+                                                        std::string_view hint_label = {});
 
 [[nodiscard]] bool is_valid_utf8(std::string_view s) noexcept;
 

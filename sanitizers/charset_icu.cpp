@@ -144,7 +144,8 @@ std::optional<std::string> icu_encode_strict(std::string_view icu_name, std::str
   do {
     err = U_ZERO_ERROR;
     char* target = buf.data();
-    ucnv_fromUnicode(cnv.get(), &target, buf.data() + buf.size(), &src, src_end, nullptr, /*flush=*/true, &err);
+    ucnv_fromUnicode(cnv.get(), &target, buf.data() + buf.size(), &src, src_end, nullptr, /*flush=*/true,
+                     &err);
     out.append(buf.data(), static_cast<std::size_t>(target - buf.data()));
   } while (err == U_BUFFER_OVERFLOW_ERROR);
   if (U_FAILURE(err)) return std::nullopt;

@@ -240,11 +240,21 @@ class jis_decoder {
     if (seg_.empty()) return;
     std::string_view conv;
     switch (kind_) {
-      case run_kind::cp932: conv = cp932_converter; break;
-      case run_kind::eucjp: conv = eucjp_converter; break;
-      case run_kind::euccn: conv = "gb18030"; break;
-      case run_kind::euckr: conv = "windows-949"; break;
-      case run_kind::greek: conv = "iso-8859-7"; break;
+      case run_kind::cp932:
+        conv = cp932_converter;
+        break;
+      case run_kind::eucjp:
+        conv = eucjp_converter;
+        break;
+      case run_kind::euccn:
+        conv = "gb18030";
+        break;
+      case run_kind::euckr:
+        conv = "windows-949";
+        break;
+      case run_kind::greek:
+        conv = "iso-8859-7";
+        break;
     }
     if (auto r = icu_decode_append(conv, seg_, out_)) {
       replaced_ += *r;
@@ -304,7 +314,8 @@ const std::unordered_map<char32_t, std::uint16_t>& jis_table() {
     std::size_t line = 0, pos = 0;
     while (pos < utf8.size() && line < codes.size()) {
       const std::size_t nl = utf8.find('\n', pos);
-      const std::string_view cell = std::string_view(utf8).substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      const std::string_view cell =
+          std::string_view(utf8).substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
       const utf8_step st = cell.empty() ? utf8_step{} : next_utf8(cell, 0);
       if (st.valid && st.length == cell.size() && st.cp != replacement_char && st.cp >= 0x80) {
         t.emplace(st.cp, codes[line]);
@@ -418,8 +429,8 @@ bool contains_iso2022jp_escape(std::string_view s) noexcept {
   std::size_t i = 0;
   while ((i = s.find(esc, i)) != std::string_view::npos) {
     const std::string_view r = s.substr(i + 1, 3);
-    if (r.substr(0, 2) == "$B" || r.substr(0, 2) == "$@" || r.substr(0, 2) == "(I" || r.substr(0, 2) == "(J" ||
-        r == "$(D" || r == "$(O" || r == "$(Q") {
+    if (r.substr(0, 2) == "$B" || r.substr(0, 2) == "$@" || r.substr(0, 2) == "(I" ||
+        r.substr(0, 2) == "(J" || r == "$(D" || r == "$(O" || r == "$(Q") {
       return true;
     }
     ++i;
@@ -478,7 +489,7 @@ std::optional<std::vector<std::string>> encode_iso2022jp_chunks(std::string_view
     for (int attempt = 0; attempt < 2; ++attempt) {
       // Size of the chunk if this character is added and the chunk then closed.
       std::size_t cost = u->ascii ? 1 : 2;
-      if (u->ascii == in_jis) cost += 3;         // mode switch
+      if (u->ascii == in_jis) cost += 3;             // mode switch
       const std::size_t closing = u->ascii ? 0 : 3;  // final ESC ( B
       if (cur.size() + cost + closing <= max_chunk_bytes || cur.empty()) break;
       close();

@@ -19,10 +19,10 @@ bool must_escape(char32_t c) {
   if (c == 0x115F || c == 0x1160 || c == 0x3164 || c == 0xFFA0) return true;  // Hangul fillers
   if ((c >= 0xFDD0 && c <= 0xFDEF) || (c & 0xFFFE) == 0xFFFE) return true;    // noncharacters
   switch (u_charType(static_cast<UChar32>(c))) {
-    case U_FORMAT_CHAR:           // bidi controls, ZWSP/ZWNJ/ZWJ, word joiner, BOM, soft hyphen, tags
-    case U_LINE_SEPARATOR:        // U+2028
-    case U_PARAGRAPH_SEPARATOR:   // U+2029
-    case U_SURROGATE:             // cannot come out of next_utf8, kept for safety
+    case U_FORMAT_CHAR:          // bidi controls, ZWSP/ZWNJ/ZWJ, word joiner, BOM, soft hyphen, tags
+    case U_LINE_SEPARATOR:       // U+2028
+    case U_PARAGRAPH_SEPARATOR:  // U+2029
+    case U_SURROGATE:            // cannot come out of next_utf8, kept for safety
       return true;
     default:
       break;

@@ -31,8 +31,20 @@ bool is_charset_char(char c) noexcept {
   const auto b = static_cast<unsigned char>(c);
   if (b <= 0x20 || b >= 0x7F) return false;
   switch (c) {
-    case '(': case ')': case '<': case '>': case '@': case ',': case ';': case '"':
-    case '/': case '[': case ']': case '?': case '=': case '\\':
+    case '(':
+    case ')':
+    case '<':
+    case '>':
+    case '@':
+    case ',':
+    case ';':
+    case '"':
+    case '/':
+    case '[':
+    case ']':
+    case '?':
+    case '=':
+    case '\\':
       return false;
     default:
       return true;
@@ -101,7 +113,8 @@ std::string decode_q(std::string_view text) {
     const char c = text[i];
     if (c == '_') {
       out.push_back(' ');
-    } else if (c == '=' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 && hex_value(text[i + 2]) >= 0) {
+    } else if (c == '=' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 &&
+               hex_value(text[i + 2]) >= 0) {
       out.push_back(static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2])));
       i += 2;
     } else {
@@ -270,7 +283,8 @@ class header_decoder {
     std::string cs = detect_charset(raw, hint_).value_or("utf-8");
     // Only charsets in which ASCII bytes stay ASCII may decode pieces of a header: anything else
     // would change the structure around the raw bytes.
-    for (const std::string_view bad : {"utf-16", "utf-32", "utf-7", "iso-2022-kr", "iso-2022-cn", "hz-gb-2312"}) {
+    for (const std::string_view bad :
+         {"utf-16", "utf-32", "utf-7", "iso-2022-kr", "iso-2022-cn", "hz-gb-2312"}) {
       if (cs.rfind(bad, 0) == 0) cs = "utf-8";
     }
     raw_charset_ = std::move(cs);
@@ -332,7 +346,8 @@ std::string unfold(std::string_view s) {
   return out;
 }
 
-constexpr std::string_view base64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::string_view base64_alphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 std::string encode_base64(std::string_view in) {
   std::string out;
@@ -494,7 +509,8 @@ std::string encode_header_text(std::string_view utf8, std::string_view header_na
                                std::string_view charset) {
   const std::string v = neutralise_for_output(utf8);
   const std::size_t first_col = header_name_for_first_line_length.size() + 2;  // "Name: "
-  const bool ascii = std::all_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  const bool ascii =
+      std::all_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
   if (ascii && v.find("=?") == std::string::npos) {
     if (first_col + v.size() <= max_line) return v;
     if (auto folded = fold_ascii(v, first_col)) return *folded;

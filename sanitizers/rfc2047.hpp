@@ -35,7 +35,8 @@ namespace mukai::sanitize {
 // 8-bit bytes or ISO-2022-JP escapes become UTF-8 (decoded as in decode_header_text). Every other
 // byte, folding included, is left exactly as it was. GMime decodes a single word correctly, and
 // base64 keeps quotes, commas and angle brackets inside decoded names from changing the structure.
-[[nodiscard]] std::string normalize_encoded_words(std::string_view raw_value, std::string_view charset_hint = {});
+[[nodiscard]] std::string normalize_encoded_words(std::string_view raw_value,
+                                                  std::string_view charset_hint = {});
 
 // Encodes a UTF-8 unstructured value for output (the text after "Name: ", without the final CRLF).
 // Controls are neutralised first (CR, LF -> space; other C0/C1/DEL removed; invalid UTF-8 -> U+FFFD),
@@ -47,7 +48,8 @@ namespace mukai::sanitize {
 //    separated by CRLF SP, every line at most 76 columns. charset "utf-8" (default) gives UTF-8
 //    words; "iso-2022-jp" gives ISO-2022-JP words each ending in ASCII (for old LGWAN clients),
 //    falling back to UTF-8 when a character is not representable in ISO-2022-JP.
-[[nodiscard]] std::string encode_header_text(std::string_view utf8, std::string_view header_name_for_first_line_length,
+[[nodiscard]] std::string encode_header_text(std::string_view utf8,
+                                             std::string_view header_name_for_first_line_length,
                                              std::string_view charset = "utf-8");
 
 }  // namespace mukai::sanitize

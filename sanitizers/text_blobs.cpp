@@ -114,6 +114,13 @@ bool is_base64_line(std::string_view v, bool* padded = nullptr) noexcept {
   return true;
 }
 
+// Real base64 is ~97% letters and digits; a line of '+' or '/' is a separator drawn in text.
+bool mostly_alphanumeric(std::string_view v) noexcept {
+  std::size_t alnum = 0;
+  for (const char c : v) alnum += (c != '+' && c != '/' && c != '=');
+  return alnum * 2 >= v.size();
+}
+
 bool is_hex(std::string_view v) noexcept {
   for (const char c : v) {
     const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -128,7 +135,8 @@ std::optional<claim> try_base64_run(std::string_view s, const line_view& first, 
   *resume = first.next;
   const std::string_view head = rtrim(content(s, first));
   bool padded = false;
-  if (head.size() < min_base64_width || head.size() % 4 != 0 || !is_base64_line(head, &padded) || padded) {
+  if (head.size() < min_base64_width || head.size() % 4 != 0 || !is_base64_line(head, &padded) || padded ||
+      !mostly_alphanumeric(head)) {
     return std::nullopt;
   }
   const std::size_t width = head.size();
@@ -141,7 +149,7 @@ std::optional<claim> try_base64_run(std::string_view s, const line_view& first, 
     const line_view l = line_at(s, pos);
     const std::string_view v = rtrim(content(s, l));
     bool pad = false;
-    if (v.size() > width || !is_base64_line(v, &pad)) break;
+    if (v.size() > width || !is_base64_line(v, &pad) || !mostly_alphanumeric(v)) break;
     dec.feed(v);
     hex_only = hex_only && is_hex(v);
     last = l;
@@ -553,6 +561,11 @@ void append_neutralised(std::string& out, std::string_view segment) {
 
 blob_split cut_encoded_blobs(std::string_view s) {
   blob_split result;
+  // A strict run that failed from line L cannot succeed from any line it scanned, so strict
+  // attempts resume at its frontier; only the loose rule (which gives up after at most
+  // min_base64_lines lines) is retried line by line. Without the frontier, a long list of
+  // equal-width hex lines would be rescanned from every line: quadratic.
+  std::size_t strict_frontier = 0;
   for (std::size_t pos = 0; pos < s.size();) {
     const line_view l = line_at(s, pos);
     const std::string_view v = content(s, l);
@@ -569,10 +582,13 @@ blob_split cut_encoded_blobs(std::string_view s) {
     } else if (starts_with(v, "-----BEGIN ")) {
       found = try_armour(s, l);
     } else if (v.size() >= min_base64_width) {
-      found = try_base64_run(s, l, &resume);
+      if (l.begin >= strict_frontier) {
+        found = try_base64_run(s, l, &resume);
+        if (!found) strict_frontier = resume;
+      }
       if (!found) {
         found = try_loose_base64_run(s, l);
-        if (!found) resume = l.next;  // a loose run may start on any line the strict one skipped
+        resume = l.next;  // a loose run may start on any line the strict one skipped
       }
     }
     if (found) {

@@ -21,7 +21,8 @@ struct text_blob {
   std::size_t begin = 0, end = 0;
   std::string kind;      // "uuencode" | "yenc" | "binhex" | "base64" | "pgp"
   std::string filename;  // as written in the encoding's header ("" if it carries none)
-  // uuencode/yenc/base64: the decoded bytes. binhex: the data fork, or the raw block if it
+  // uuencode/yenc: the decoded bytes. base64: the decoded bytes, or the raw lines when only the
+  // loose rule matched (see below). binhex: the data fork, or the raw block if it
   // does not decode (bad CRC, truncated). pgp (PGP, PKCS7, CMS armour): the raw armoured block,
   // which is what a recipient would save as .asc/.p7m. Other PEM labels are kind "base64"
   // with the decoded body.
@@ -47,9 +48,12 @@ struct blob_split {
 //  pgp       "-----BEGIN PGP MESSAGE|SIGNATURE|PUBLIC KEY BLOCK|...-----", "-----BEGIN PKCS7-----",
 //            "-----BEGIN CMS-----" .. matching END line. "PGP SIGNED MESSAGE" (clear-signed text)
 //            is left alone; only its SIGNATURE block is cut.
-//  base64    >= 4 consecutive lines of [A-Za-z0-9+/] with '=' padding only at the very end,
-//            all but the last of one width that is a multiple of 4 and >= 40, the last not
-//            wider; not made only of hex digits (checksum lists); decodes cleanly.
+//  base64    strict: >= 4 consecutive lines of [A-Za-z0-9+/] with '=' padding only at the very
+//            end, at least half letters/digits, all but the last of one width that is a multiple
+//            of 4 and >= 40, the last not wider; not only hex digits (checksum lists); decodes
+//            cleanly -> decoded bytes. Loose (when the strict rule fails): >= 4 lines of >= 40
+//            base64-alphabet characters, at least half letters/digits, not hex-only, whether or
+//            not they decode (ragged or damaged on purpose) -> the raw lines as `decoded`.
 [[nodiscard]] blob_split cut_encoded_blobs(std::string_view utf8_text);
 
 }  // namespace mukai::sanitize

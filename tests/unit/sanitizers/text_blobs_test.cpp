@@ -375,14 +375,18 @@ TEST_CASE("large and hostile input stays linear") {
   }
   SUBCASE("pathological shapes") {
     std::string many_begins, many_armours, short_runs, one_line(2'000'000, 'A'), newlines(2'000'000, '\n');
+    std::string hex_list, plus_rules;  // long equal-width runs the strict rule rejects as a whole
     for (int i = 0; i < 50000; ++i) {
       many_begins += "begin 644 x\n";
       many_armours += "-----BEGIN PGP MESSAGE-----\n";
+      hex_list += "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n";
+      plus_rules += std::string(76, '+') + "\n";
       short_runs +=
           std::string(76, 'Q') + "\n" + std::string(76, 'Q') + "\n" + std::string(76, 'Q') + "\nz\n";
     }
     const auto start = std::chrono::steady_clock::now();
-    for (const std::string* t : {&many_begins, &many_armours, &short_runs, &one_line, &newlines}) {
+    for (const std::string* t :
+         {&many_begins, &many_armours, &short_runs, &one_line, &newlines, &hex_list, &plus_rules}) {
       const auto split = cut_encoded_blobs(*t);
       CHECK(split.blobs.empty());
       CHECK(split.text == *t);
