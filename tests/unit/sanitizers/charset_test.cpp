@@ -108,12 +108,20 @@ TEST_CASE("golden: Big5 matches the UTF-8 sample minus the characters Big5 canno
   for (std::size_t i = 0; i < utf8.size();) {
     std::size_t len = 1;
     const auto lead = static_cast<unsigned char>(utf8[i]);
-    if (lead >= 0xF0) len = 4; else if (lead >= 0xE0) len = 3; else if (lead >= 0xC0) len = 2;
+    if (lead >= 0xF0)
+      len = 4;
+    else if (lead >= 0xE0)
+      len = 3;
+    else if (lead >= 0xC0)
+      len = 2;
     const std::string ch = utf8.substr(i, len);
     const auto big5 = encode_from_utf8(ch, "big5");
     const bool eten = big5 && big5->size() == 2 && static_cast<unsigned char>((*big5)[0]) == 0xF9 &&
                       static_cast<unsigned char>((*big5)[1]) >= 0xD6;
-    if (big5 && !eten) expected += ch; else ++dropped;
+    if (big5 && !eten)
+      expected += ch;
+    else
+      ++dropped;
     i += len;
   }
   CHECK(dropped > 0);
@@ -128,8 +136,9 @@ TEST_CASE("golden: Big5 matches the UTF-8 sample minus the characters Big5 canno
 
 TEST_CASE("golden: French cp1252 fable, also when labelled ISO-8859-1") {
   const std::string bytes = read_sample("gmime__french-fable.cp1252.txt");
-  const std::string start = "Maître Corbeau, sur un arbre perché,\nTenait en son bec un fromage.\n"
-                            "Maître Renard, par l’odeur alléché,\n";
+  const std::string start =
+      "Maître Corbeau, sur un arbre perché,\nTenait en son bec un fromage.\n"
+      "Maître Renard, par l’odeur alléché,\n";
   const std::string end = "Jura, mais un peu tard, qu’on ne l’y prendrait plus.\n";
   for (const char* label : {"windows-1252", "iso-8859-1", ""}) {
     CAPTURE(label);
@@ -162,7 +171,11 @@ TEST_CASE("ISO-2022-JP is decoded with CP932 semantics") {
   }
   SUBCASE("half-width katakana via ESC ( I, SO/SI and raw JIS8 bytes") {
     CHECK(decode_to_utf8("\x1b(I6@6E\x1b(B", "iso-2022-jp").utf8 == "ｶﾀｶﾅ");
-    CHECK(decode_to_utf8("a\x0e""6@6E\x0f""b", "iso-2022-jp").utf8 == "aｶﾀｶﾅb");
+    CHECK(decode_to_utf8("a\x0e"
+                         "6@6E\x0f"
+                         "b",
+                         "iso-2022-jp")
+              .utf8 == "aｶﾀｶﾅb");
     const decoded_text jis8 = decode_to_utf8("\x1b$B%F\x1b(B \xb6\xc0\xb6\xc5", "iso-2022-jp");
     CHECK(jis8.utf8 == "テ ｶﾀｶﾅ");
     CHECK(jis8.charset == "iso-2022-jp");
@@ -175,16 +188,18 @@ TEST_CASE("ISO-2022-JP is decoded with CP932 semantics") {
     CHECK(decode_to_utf8("\x1b$B%F%9%H\nabc", "iso-2022-jp").utf8 == "テスト\nabc");
   }
   SUBCASE("ISO-2022-JP-2 designations") {
-    CHECK(decode_to_utf8("\x1b$(D0!\x1b(B", "iso-2022-jp-2").utf8 == "丂");      // JIS X 0212
-    CHECK(decode_to_utf8("\x1b$A0!\x1b(B", "iso-2022-jp-2").utf8 == "啊");       // GB 2312
-    CHECK(decode_to_utf8("\x1b$(C0!\x1b(B", "iso-2022-jp-2").utf8 == "가");      // KS C 5601
+    CHECK(decode_to_utf8("\x1b$(D0!\x1b(B", "iso-2022-jp-2").utf8 == "丂");    // JIS X 0212
+    CHECK(decode_to_utf8("\x1b$A0!\x1b(B", "iso-2022-jp-2").utf8 == "啊");     // GB 2312
+    CHECK(decode_to_utf8("\x1b$(C0!\x1b(B", "iso-2022-jp-2").utf8 == "가");    // KS C 5601
     CHECK(decode_to_utf8("caf\x1b.A\x1bNi", "iso-2022-jp-2").utf8 == "café");  // G2 Latin-1
   }
   SUBCASE("broken escapes and pairs are replacements, with a warning") {
     const decoded_text d = decode_to_utf8("a\x1b$Zb\x1b$B%\x1b(B", "iso-2022-jp");
     check_invariants(d);
     CHECK(d.replacements == 2);
-    CHECK(d.utf8 == "a\xEF\xBF\xBD" "b\xEF\xBF\xBD");
+    CHECK(d.utf8 ==
+          "a\xEF\xBF\xBD"
+          "b\xEF\xBF\xBD");
     CHECK(has_warning_prefix(d, "charset-replacements:2"));
   }
 }
@@ -311,11 +326,11 @@ TEST_CASE("unlabelled Japanese is detected") {
     }
   }
   SUBCASE("short strings, where ICU's statistics alone would say windows-1252") {
-    CHECK(detect_charset("\x83\x65\x83\x58\x83\x67") == "cp932");          // テスト
-    CHECK(detect_charset("\xa5\xc6\xa5\xb9\xa5\xc8") == "euc-jp");         // テスト
-    CHECK(detect_charset("\x87\x40\x87\x41\x87\x42") == "cp932");          // ①②③
-    CHECK(detect_charset("\x93\x8c\x8b\x9e\x93\x73") == "cp932");          // 東京都
-    CHECK(detect_charset("\xc5\xec\xb5\xfe\xc5\xd4") == "euc-jp");         // 東京都
+    CHECK(detect_charset("\x83\x65\x83\x58\x83\x67") == "cp932");   // テスト
+    CHECK(detect_charset("\xa5\xc6\xa5\xb9\xa5\xc8") == "euc-jp");  // テスト
+    CHECK(detect_charset("\x87\x40\x87\x41\x87\x42") == "cp932");   // ①②③
+    CHECK(detect_charset("\x93\x8c\x8b\x9e\x93\x73") == "cp932");   // 東京都
+    CHECK(detect_charset("\xc5\xec\xb5\xfe\xc5\xd4") == "euc-jp");  // 東京都
     CHECK(detect_charset("\x82\xb1\x82\xf1\x82\xc9\x82\xbf\x82\xcd\x81\x41\x90\xa2\x8a\x45") == "cp932");
   }
   SUBCASE("damaged UTF-8 without a label stays UTF-8 (flanker's malformed From)") {
@@ -326,7 +341,8 @@ TEST_CASE("unlabelled Japanese is detected") {
     CHECK(d.utf8 == "Юникод запрещен\xEF\xBF\xBD <headers@gmail.com>");
   }
   SUBCASE("short Western text is not mistaken for Japanese") {
-    CHECK(detect_charset("Caf\xe9s cr\xe8me br\xfbl\xe9""e") == "iso-8859-1");
+    CHECK(detect_charset("Caf\xe9s cr\xe8me br\xfbl\xe9"
+                         "e") == "iso-8859-1");
   }
   SUBCASE("easy cases") {
     CHECK(detect_charset("") == "us-ascii");
@@ -399,7 +415,8 @@ TEST_CASE("wrong labels") {
     CHECK(u.utf8 == "テスト\xEF\xBF\xBD");
     CHECK(u.charset == "utf-8");
     CHECK(u.replacements == 1);
-    const std::string long_sjis = *encode_from_utf8(read_sample("gmime__japanese.utf-8.txt"), "cp932") + "\x82";
+    const std::string long_sjis =
+        *encode_from_utf8(read_sample("gmime__japanese.utf-8.txt"), "cp932") + "\x82";
     const decoded_text s = decode_to_utf8(long_sjis, "shift_jis");
     check_invariants(s);
     CHECK(s.charset == "cp932");
@@ -407,10 +424,15 @@ TEST_CASE("wrong labels") {
     CHECK_FALSE(s.detected);
   }
   SUBCASE("a Japanese label with one bad character stays Japanese") {
-    const decoded_text d = decode_to_utf8("\x82\x41" "abc", "Shift_JIS");  // 0x8241 is unassigned
+    const decoded_text d = decode_to_utf8(
+        "\x82\x41"
+        "abc",
+        "Shift_JIS");  // 0x8241 is unassigned
     check_invariants(d);
     CHECK(d.charset == "cp932");
-    CHECK(d.utf8 == "\xEF\xBF\xBD" "abc");
+    CHECK(d.utf8 ==
+          "\xEF\xBF\xBD"
+          "abc");
     const decoded_text n = decode_to_utf8("\x82\nabc", "shift_jis");  // lone lead: the newline survives
     CHECK(n.utf8 == "\xEF\xBF\xBD\nabc");
   }
@@ -479,10 +501,16 @@ TEST_CASE("canonical_charset") {
 }
 
 TEST_CASE("other charsets") {
-  CHECK(decode_to_utf8("\xff\xfe" "a\0\x42\x30"sv, "utf-16").utf8 == "aあ");
+  CHECK(decode_to_utf8("\xff\xfe"
+                       "a\0\x42\x30"sv,
+                       "utf-16")
+            .utf8 == "aあ");
   CHECK(decode_to_utf8("a\0\x42\x30"sv, "utf-16").utf8 == "aあ");  // BOM-less: Windows little-endian
   CHECK(decode_to_utf8("\0a\x30\x42"sv, "utf-16be").utf8 == "aあ");
-  CHECK(decode_to_utf8("\xff\xfe\0\0" "a\0\0\0"sv, "").utf8 == "a");
+  CHECK(decode_to_utf8("\xff\xfe\0\0"
+                       "a\0\0\0"sv,
+                       "")
+            .utf8 == "a");
   CHECK(decode_to_utf8("Hi Mom -+Jjo--!", "utf-7").utf8 == "Hi Mom -☺-!");
   CHECK(decode_to_utf8("\xb0\xa1", "gb2312").utf8 == "啊");
   CHECK(decode_to_utf8("\xb0\xa1", "ks_c_5601-1987").utf8 == "가");
@@ -492,9 +520,17 @@ TEST_CASE("other charsets") {
 }
 
 TEST_CASE("NUL and control bytes are kept, the BOM is not") {
-  const decoded_text d = decode_to_utf8("a\0b\x1b" "c"sv, "us-ascii");
-  CHECK(d.utf8 == "a\0b\x1b" "c"sv);
-  CHECK(decode_to_utf8("\xef\xbb\xbf" "abc", "utf-8").utf8 == "abc");
+  const decoded_text d = decode_to_utf8(
+      "a\0b\x1b"
+      "c"sv,
+      "us-ascii");
+  CHECK(d.utf8 ==
+        "a\0b\x1b"
+        "c"sv);
+  CHECK(decode_to_utf8("\xef\xbb\xbf"
+                       "abc",
+                       "utf-8")
+            .utf8 == "abc");
   CHECK(decode_to_utf8("\x82\xa0\0\x82\xa2"sv, "shift_jis").utf8 == "あ\0い"sv);
 }
 
@@ -523,8 +559,9 @@ TEST_CASE("random bytes never break the contract") {
     x ^= x << 17;
     return x;
   };
-  const char* labels[] = {"", "utf-8", "us-ascii", "iso-2022-jp", "shift_jis", "euc-jp", "big5",
-                          "gb2312", "euc-kr", "utf-16", "utf-7", "koi8-r", "iso-8859-1", "x-foo", "iso-2022-jp-2"};
+  const char* labels[] = {"",       "utf-8",  "us-ascii",   "iso-2022-jp", "shift_jis",
+                          "euc-jp", "big5",   "gb2312",     "euc-kr",      "utf-16",
+                          "utf-7",  "koi8-r", "iso-8859-1", "x-foo",       "iso-2022-jp-2"};
   for (int round = 0; round < 400; ++round) {
     std::string bytes(next() % 64, '\0');
     const bool seven = round % 3 == 0;

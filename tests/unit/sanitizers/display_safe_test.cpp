@@ -28,7 +28,8 @@ bool is_inert(std::string_view s) {
     const auto b = static_cast<unsigned char>(s[i]);
     if (b < 0x20 || b == 0x7F) return false;
     if (b == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9F) return false;  // C1
-    if (s.substr(i, 3) == "\xE2\x80\xAE" || s.substr(i, 3) == "\xE2\x80\x8B" || s.substr(i, 3) == "\xEF\xBB\xBF") {
+    if (s.substr(i, 3) == "\xE2\x80\xAE" || s.substr(i, 3) == "\xE2\x80\x8B" ||
+        s.substr(i, 3) == "\xEF\xBB\xBF") {
       return false;  // RLO, ZWSP, BOM
     }
   }
@@ -39,8 +40,9 @@ bool is_inert(std::string_view s) {
 
 TEST_CASE("bidi override in a filename is shown, not obeyed") {
   CHECK(display_safe("invoice\u202Etxt.exe") == "invoice<U+202E>txt.exe");
-  CHECK(display_safe("a\u202Ab\u202Bc\u202Cd\u202De\u2066f\u2067g\u2068h\u2069i\u200Ej\u200Fk\u061Cl") ==
-        "a<U+202A>b<U+202B>c<U+202C>d<U+202D>e<U+2066>f<U+2067>g<U+2068>h<U+2069>i<U+200E>j<U+200F>k<U+061C>l");
+  CHECK(
+      display_safe("a\u202Ab\u202Bc\u202Cd\u202De\u2066f\u2067g\u2068h\u2069i\u200Ej\u200Fk\u061Cl") ==
+      "a<U+202A>b<U+202B>c<U+202C>d<U+202D>e<U+2066>f<U+2067>g<U+2068>h<U+2069>i<U+200E>j<U+200F>k<U+061C>l");
 }
 
 TEST_CASE("zero-width and other format characters are made visible") {
@@ -57,7 +59,8 @@ TEST_CASE("terminal escape sequences and control characters") {
   CHECK(display_safe("bell\x07") == "bell<U+0007>");
   CHECK(display_safe("nul\0x"sv) == "nul<U+0000>x");
   CHECK(display_safe("del\x7f") == "del<U+007F>");
-  CHECK(display_safe("csi\xC2\x9B" "2J") == "csi<U+009B>2J");  // 8-bit CSI
+  CHECK(display_safe("csi\xC2\x9B"
+                     "2J") == "csi<U+009B>2J");  // 8-bit CSI
   CHECK(display_safe("nel\xC2\x85x") == "nel<U+0085>x");
 }
 
@@ -67,7 +70,8 @@ TEST_CASE("newline injection becomes spaces") {
 }
 
 TEST_CASE("invalid UTF-8 becomes U+FFFD") {
-  CHECK(display_safe("a\xff" "b") == "a\uFFFDb");
+  CHECK(display_safe("a\xff"
+                     "b") == "a\uFFFDb");
   CHECK(display_safe("\xe3\x81") == "\uFFFD");
   CHECK(display_safe("\xed\xa0\x80") == "\uFFFD\uFFFD\uFFFD");  // encoded surrogate
   CHECK(display_safe("\xc0\xaf") == "\uFFFD\uFFFD");            // overlong '/'

@@ -91,8 +91,9 @@ TEST_CASE("GMime bug #133: padded base64 words followed by more words") {
 
 TEST_CASE("Japanese subject split over ISO-2022-JP words") {
   SUBCASE("each word padded and ending in ASCII") {
-    CHECK(decode_header_text("=?ISO-2022-JP?B?GyRCJUYlORsoQg==?=\r\n =?ISO-2022-JP?B?GyRCJUglYSE8JWsbKEI=?=") ==
-          "テストメール");
+    CHECK(
+        decode_header_text("=?ISO-2022-JP?B?GyRCJUYlORsoQg==?=\r\n =?ISO-2022-JP?B?GyRCJUglYSE8JWsbKEI=?=") ==
+        "テストメール");
   }
   SUBCASE("shift state carried across words (bytes are joined before conversion)") {
     CHECK(decode_header_text("=?iso-2022-jp?B?GyRCJUY=?= =?iso-2022-jp?B?JTklSBsoQg==?=") == "テスト");
@@ -115,18 +116,20 @@ TEST_CASE("a UTF-8 character split across two words") {
 TEST_CASE("Q encoding") {
   CHECK(decode_header_text("=?ISO-8859-1?Q?Caf=E9_cr=E8me?=") == "Café crème");
   CHECK(decode_header_text("=?UTF-8?q?a_b=5Fc=3F?=") == "a b_c?");
-  CHECK(decode_header_text("=?UTF-8?Q?=ZZ=4?=") == "=ZZ=4");  // bad escapes stay literal
-  CHECK(decode_header_text("=?UTF-8?Q?caf\xc3\xa9?=") == "café");      // raw 8-bit inside a Q word
+  CHECK(decode_header_text("=?UTF-8?Q?=ZZ=4?=") == "=ZZ=4");              // bad escapes stay literal
+  CHECK(decode_header_text("=?UTF-8?Q?caf\xc3\xa9?=") == "café");         // raw 8-bit inside a Q word
   CHECK(decode_header_text("=?ISO-2022-JP?Q?\x1b$B%F\x1b(B?=") == "テ");  // raw JIS inside a Q word
 }
 
 TEST_CASE("mixed charsets and plain text") {
   CHECK(decode_header_text("=?ISO-8859-1?Q?Caf=E9?= =?UTF-8?B?44OG44K544OI?= plain") == "Caféテスト plain");
-  CHECK(decode_header_text("Re: =?shift_jis?B?g2WDWINn?= and =?euc-jp?B?pcaluaXI?=") == "Re: テスト and テスト");
+  CHECK(decode_header_text("Re: =?shift_jis?B?g2WDWINn?= and =?euc-jp?B?pcaluaXI?=") ==
+        "Re: テスト and テスト");
   CHECK(decode_header_text("x =?UTF-8?B?44OG?= y") == "x テ y");
   CHECK(decode_header_text("Re:=?UTF-8?B?44OG?=") == "Re:テ");  // glued to text, as senders do
-  CHECK(decode_header_text("=?UTF-8*ja?B?44OG?=") == "テ");      // RFC 2231 language suffix
-  CHECK(decode_header_text("=?UTF-8?B?" "?=") == "");
+  CHECK(decode_header_text("=?UTF-8*ja?B?44OG?=") == "テ");     // RFC 2231 language suffix
+  CHECK(decode_header_text("=?UTF-8?B?"
+                           "?=") == "");
 }
 
 TEST_CASE("raw 8-bit bytes in headers (milter-manager corpus)") {
@@ -134,18 +137,18 @@ TEST_CASE("raw 8-bit bytes in headers (milter-manager corpus)") {
     const char* file;
     const char* expected;
   };
-  for (const sample s : {sample{"milter-test-mails__raw-cp932.eml", "①②③"},
-                         sample{"milter-test-mails__raw-euc-jp.eml", "テスト"},
-                         sample{"milter-test-mails__raw-utf-8.eml", "テスト"},
-                         sample{"milter-test-mails__raw-iso-2022-jp.eml", "テスト"},
-                         sample{"milter-test-mails__folded-raw-cp932.eml", "①②③ ④⑤⑥"},
-                         sample{"milter-test-mails__folded-raw-euc-jp.eml", "テスト テスト"},
-                         sample{"milter-test-mails__folded-raw-utf-8.eml", "テスト テスト"},
-                         sample{"milter-test-mails__folded-raw-iso-2022-jp.eml", "テスト テスト"},
-                         sample{"milter-test-mails__include-null.eml", "test"},
-                         sample{"milter-test-mails__only-null.eml", ""},
-                         sample{"milter-test-mails__folded-base64-iso-2022-jp.eml", "テストテスト"},
-                         sample{"mikel-mail__invalid_subject_characters.eml", nullptr}}) {
+  for (const sample s :
+       {sample{"milter-test-mails__raw-cp932.eml", "①②③"},
+        sample{"milter-test-mails__raw-euc-jp.eml", "テスト"},
+        sample{"milter-test-mails__raw-utf-8.eml", "テスト"},
+        sample{"milter-test-mails__raw-iso-2022-jp.eml", "テスト"},
+        sample{"milter-test-mails__folded-raw-cp932.eml", "①②③ ④⑤⑥"},
+        sample{"milter-test-mails__folded-raw-euc-jp.eml", "テスト テスト"},
+        sample{"milter-test-mails__folded-raw-utf-8.eml", "テスト テスト"},
+        sample{"milter-test-mails__folded-raw-iso-2022-jp.eml", "テスト テスト"},
+        sample{"milter-test-mails__include-null.eml", "test"}, sample{"milter-test-mails__only-null.eml", ""},
+        sample{"milter-test-mails__folded-base64-iso-2022-jp.eml", "テストテスト"},
+        sample{"mikel-mail__invalid_subject_characters.eml", nullptr}}) {
     CAPTURE(s.file);
     const std::string raw = raw_subject(read_corpus(s.file));
     REQUIRE_FALSE(raw.empty());
@@ -174,19 +177,19 @@ TEST_CASE("control characters are removed, folding undone, ends trimmed") {
 }
 
 TEST_CASE("malformed words never crash and stay literal") {
-  CHECK(decode_header_text("=?UTF-8?B?44OG") == "=?UTF-8?B?44OG");                // missing ?=
-  CHECK(decode_header_text("=?UTF-8?B?####?=") == "=?UTF-8?B?####?=");            // bad base64
-  CHECK(decode_header_text("=?UTF-8?X?abc?=") == "=?UTF-8?X?abc?=");              // bad encoding
-  CHECK(decode_header_text("=??B?abc?=") == "=??B?abc?=");                        // no charset
-  CHECK(decode_header_text("=?UTF 8?B?YQ==?=") == "=?UTF 8?B?YQ==?=");            // space in charset
-  CHECK(decode_header_text("=?x-no-such?Q?abc?=") == "abc");                      // unknown charset
-  CHECK(decode_header_text("=?x-no-such?B?44OG?=") == "テ");                      // ... detected
-  CHECK(decode_header_text("=?UTF-8?B?YQ==?= =?UTF-8?B?Y") == "a =?UTF-8?B?Y");   // half a word
+  CHECK(decode_header_text("=?UTF-8?B?44OG") == "=?UTF-8?B?44OG");               // missing ?=
+  CHECK(decode_header_text("=?UTF-8?B?####?=") == "=?UTF-8?B?####?=");           // bad base64
+  CHECK(decode_header_text("=?UTF-8?X?abc?=") == "=?UTF-8?X?abc?=");             // bad encoding
+  CHECK(decode_header_text("=??B?abc?=") == "=??B?abc?=");                       // no charset
+  CHECK(decode_header_text("=?UTF 8?B?YQ==?=") == "=?UTF 8?B?YQ==?=");           // space in charset
+  CHECK(decode_header_text("=?x-no-such?Q?abc?=") == "abc");                     // unknown charset
+  CHECK(decode_header_text("=?x-no-such?B?44OG?=") == "テ");                     // ... detected
+  CHECK(decode_header_text("=?UTF-8?B?YQ==?= =?UTF-8?B?Y") == "a =?UTF-8?B?Y");  // half a word
   CHECK(decode_header_text("=?=?=?UTF-8?B?YQ==?=?=") == "=?=?a?=");
-  CHECK(decode_header_text("=?UTF-8?B?44OG/w==?=") == "テ\xEF\xBF\xBD");         // invalid UTF-8 inside
-  CHECK(decode_header_text("=?UTF-8?Q?caf=E9?=") == "café");                      // Latin-1 labelled UTF-8
-  CHECK(decode_header_text("=?UTF-8?B?YQ?=") == "a");                             // missing padding
-  CHECK(decode_header_text("=?UTF-8?B?YQ==Yg==?=") == "ab");                      // concatenated chunks
+  CHECK(decode_header_text("=?UTF-8?B?44OG/w==?=") == "テ\xEF\xBF\xBD");  // invalid UTF-8 inside
+  CHECK(decode_header_text("=?UTF-8?Q?caf=E9?=") == "café");              // Latin-1 labelled UTF-8
+  CHECK(decode_header_text("=?UTF-8?B?YQ?=") == "a");                     // missing padding
+  CHECK(decode_header_text("=?UTF-8?B?YQ==Yg==?=") == "ab");              // concatenated chunks
 
   std::uint64_t x = 88172645463325252ULL;
   const auto next = [&] {
@@ -237,20 +240,22 @@ TEST_CASE("a 200 KB header value is decoded in linear time") {
 
 TEST_CASE("normalize_encoded_words lets GMime parse the full display name") {
   SUBCASE("the ISO-2022-JP two-word name from the brief") {
-    const std::string raw = "\"=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?= =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=\" <a@example.jp>";
+    const std::string raw =
+        "\"=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?= =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=\" <a@example.jp>";
     const std::string norm = normalize_encoded_words(raw);
     CHECK(norm == "\"=?UTF-8?B?44OG44K544OI44OG44K544OI?=\" <a@example.jp>");
     CHECK(parse_first_name(norm) == "テストテスト");
   }
   SUBCASE("the GMime bug case, unquoted, in a list") {
-    const std::string norm = normalize_encoded_words("=?UTF-8?B?YQ==?= =?UTF-8?B?Yg==?= <a@b.example>, c@d.example");
+    const std::string norm =
+        normalize_encoded_words("=?UTF-8?B?YQ==?= =?UTF-8?B?Yg==?= <a@b.example>, c@d.example");
     CHECK(norm == "=?UTF-8?B?YWI=?= <a@b.example>, c@d.example");
     CHECK(parse_first_name(norm) == "ab");
   }
   SUBCASE("decoded quotes and commas cannot change the structure") {
     // The name decodes to: 山田 太郎, "x" <evil@example.com>
-    const std::string norm =
-        normalize_encoded_words("=?UTF-8?B?5bGx55SwIOWkqumDjiwgIngiIDxldmlsQGV4YW1wbGUuY29tPg==?= <real@example.jp>");
+    const std::string norm = normalize_encoded_words(
+        "=?UTF-8?B?5bGx55SwIOWkqumDjiwgIngiIDxldmlsQGV4YW1wbGUuY29tPg==?= <real@example.jp>");
     init_gmime_once();
     InternetAddressList* list = internet_address_list_parse(nullptr, norm.c_str());
     REQUIRE(list != nullptr);
@@ -269,13 +274,15 @@ TEST_CASE("normalize_encoded_words lets GMime parse the full display name") {
   }
   SUBCASE("raw ISO-2022-JP and raw EUC-JP names") {
     CHECK(normalize_encoded_words("\x1b$B%F%9%H\x1b(B <a@example.jp>") == "テスト <a@example.jp>");
-    CHECK(normalize_encoded_words("\xa5\xc6\xa5\xb9\xa5\xc8 <a@example.jp>", "iso-2022-jp") == "テスト <a@example.jp>");
+    CHECK(normalize_encoded_words("\xa5\xc6\xa5\xb9\xa5\xc8 <a@example.jp>", "iso-2022-jp") ==
+          "テスト <a@example.jp>");
   }
   SUBCASE("everything else is byte-identical, folding included") {
     const std::string raw = "  Plain Name <a@b.example>,\r\n\t(comment) c@d.example ;";
     CHECK(normalize_encoded_words(raw) == raw);
     CHECK(normalize_encoded_words("a =?UTF-8?B?YQ==?=\r\n =?UTF-8?B?Yg==?= b") == "a =?UTF-8?B?YWI=?= b");
-    CHECK(normalize_encoded_words("=?UTF-8?B?" "?=x") == "x");
+    CHECK(normalize_encoded_words("=?UTF-8?B?"
+                                  "?=x") == "x");
     CHECK(normalize_encoded_words("=?UTF-8?B?####?=") == "=?UTF-8?B?####?=");
   }
   SUBCASE("parameter values") {
