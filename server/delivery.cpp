@@ -20,7 +20,8 @@ namespace {
 constexpr std::size_t max_stored_reply = 512;
 
 // A maildir hop: the message once, and the same result for every recipient.
-asio::awaitable<delivery_attempt_result> deliver_maildir(const maildir_hop& hop, const spooled_message& message,
+asio::awaitable<delivery_attempt_result> deliver_maildir(const maildir_hop& hop,
+                                                         const spooled_message& message,
                                                          const std::vector<std::size_t>& recipients,
                                                          const delivery_services& services) {
   // The write (with its fsyncs) runs on the blocking executor; we resume on our own executor.
@@ -73,9 +74,12 @@ asio::awaitable<delivery_outcome> deliver(const spooled_message& message, const 
     delivery_attempt_result attempt;
     if (const auto* smtp = std::get_if<smtp_hop>(&hop.target)) {
       const outgoing_message out{message.envelope, recipients, message.body};
-      attempt = co_await services.smtp.send(*smtp, out);
+      auto sent = co_await services.smtp.send(*smtp, out);
+      attempt = std::move(sent);
     } else {
-      attempt = co_await deliver_maildir(std::get<maildir_hop>(hop.target), message, recipients, services);
+      auto written =
+          co_await deliver_maildir(std::get<maildir_hop>(hop.target), message, recipients, services);
+      attempt = std::move(written);
     }
 
     hop_report report;
@@ -139,13 +143,14 @@ bool is_expired(time_point received, time_point now, const retry_policy& p) noex
 
 time_point next_attempt_time(time_point received, std::uint32_t failed_attempts, time_point now,
                              const retry_policy& p) noexcept {
-  const time_point next = now + std::chrono::duration_cast<time_point::duration>(backoff_delay(failed_attempts, p));
+  const time_point next =
+      now + std::chrono::duration_cast<time_point::duration>(backoff_delay(failed_attempts, p));
   const time_point expiry = expiry_time(received, p);
   return std::max(now, std::min(next, expiry));
 }
 
-attempt_summary record_attempt(delivery_state& state, const spool_envelope& envelope, const delivery_outcome& outcome,
-                               time_point now, const retry_policy& policy) {
+attempt_summary record_attempt(delivery_state& state, const spool_envelope& envelope,
+                               const delivery_outcome& outcome, time_point now, const retry_policy& policy) {
   attempt_summary summary;
   if (state.recipients.size() != envelope.recipients.size()) {
     // spool::load_delivery_state guarantees the match; this only keeps a caller's mistake in bounds.

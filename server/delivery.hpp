@@ -39,14 +39,14 @@ namespace mukai::server {
 
 struct delivery_services {
   const smtp_client& smtp;
-  file_ops& files;                                  // maildir writes go through it (fault injection)
-  boost::asio::any_io_executor blocking_executor;   // a thread pool for the maildir writes
+  file_ops& files;                                 // maildir writes go through it (fault injection)
+  boost::asio::any_io_executor blocking_executor;  // a thread pool for the maildir writes
 };
 
 // One hop tried, for the log line of the attempt.
 struct hop_report {
-  std::string hop;          // to_string(next_hop)
-  std::error_code error;    // session-level failure there, if any
+  std::string hop;        // to_string(next_hop)
+  std::error_code error;  // session-level failure there, if any
   std::string error_text;
   bool tls = false;
   std::string tls_details;
@@ -80,19 +80,19 @@ struct retry_policy {
 
 // Wait after the n-th failed attempt (n >= 1; 0 is treated as 1): min_backoff * 2^(n-1), capped at
 // max_backoff, never below min_backoff (also when max_backoff < min_backoff).
-[[nodiscard]] std::chrono::seconds backoff_delay(std::uint32_t failed_attempts, const retry_policy& p) noexcept;
+[[nodiscard]] std::chrono::seconds backoff_delay(std::uint32_t failed_attempts,
+                                                 const retry_policy& p) noexcept;
 
 // When a message received at `received` expires.
-[[nodiscard]] std::chrono::system_clock::time_point expiry_time(std::chrono::system_clock::time_point received,
-                                                                 const retry_policy& p) noexcept;
-[[nodiscard]] bool is_expired(std::chrono::system_clock::time_point received, std::chrono::system_clock::time_point now,
-                              const retry_policy& p) noexcept;
+[[nodiscard]] std::chrono::system_clock::time_point expiry_time(
+    std::chrono::system_clock::time_point received, const retry_policy& p) noexcept;
+[[nodiscard]] bool is_expired(std::chrono::system_clock::time_point received,
+                              std::chrono::system_clock::time_point now, const retry_policy& p) noexcept;
 
 // now + backoff_delay(failed_attempts), but not after expiry_time(received) (nor before now).
-[[nodiscard]] std::chrono::system_clock::time_point next_attempt_time(std::chrono::system_clock::time_point received,
-                                                                      std::uint32_t failed_attempts,
-                                                                      std::chrono::system_clock::time_point now,
-                                                                      const retry_policy& p) noexcept;
+[[nodiscard]] std::chrono::system_clock::time_point next_attempt_time(
+    std::chrono::system_clock::time_point received, std::uint32_t failed_attempts,
+    std::chrono::system_clock::time_point now, const retry_policy& p) noexcept;
 
 struct attempt_summary {
   bool finished = false;  // no recipient pending: spool the DSN (if any), then spool::finish
@@ -106,7 +106,8 @@ struct attempt_summary {
 // on the summary: a recipient recorded delivered is never sent again). Only pending recipients
 // change; replies are kept (up to 512 bytes) for the DSN and the logs.
 [[nodiscard]] attempt_summary record_attempt(delivery_state& state, const spool_envelope& envelope,
-                                             const delivery_outcome& outcome, std::chrono::system_clock::time_point now,
+                                             const delivery_outcome& outcome,
+                                             std::chrono::system_clock::time_point now,
                                              const retry_policy& policy);
 
 // "dns" name for Remote-MTA from a recipient_result::remote ("mx.example[192.0.2.1]:25" -> "mx.example",

@@ -13,9 +13,9 @@ namespace mukai::server {
 
 namespace {
 
-constexpr std::size_t max_line = 998;   // RFC 5322 2.1.1, without CRLF
-constexpr std::size_t fold_at = 78;     // RFC 5322 "SHOULD"
-constexpr std::size_t qp_line = 76;     // RFC 2045 6.7 (5)
+constexpr std::size_t max_line = 998;  // RFC 5322 2.1.1, without CRLF
+constexpr std::size_t fold_at = 78;    // RFC 5322 "SHOULD"
+constexpr std::size_t qp_line = 76;    // RFC 2045 6.7 (5)
 
 std::string random_hex(std::size_t bytes) {
   std::array<unsigned char, 32> buf{};
@@ -61,8 +61,12 @@ std::string printable_ascii(std::string_view s) {
 // byte (advancing by one).
 char32_t next_code_point(std::string_view s, std::size_t& i) noexcept {
   const auto b0 = static_cast<unsigned char>(s[i]);
-  auto cont = [&](std::size_t k) { return i + k < s.size() && (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80; };
-  auto byte = [&](std::size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(s[i + k]) & 0x3F); };
+  auto cont = [&](std::size_t k) {
+    return i + k < s.size() && (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+  };
+  auto byte = [&](std::size_t k) {
+    return static_cast<char32_t>(static_cast<unsigned char>(s[i + k]) & 0x3F);
+  };
   if (b0 < 0x80) {
     ++i;
     return b0;
@@ -174,8 +178,9 @@ std::optional<std::string> original_recipient(std::string_view orcpt) {
   if (!decoded) return std::nullopt;
   const auto semi = decoded->find(';');
   if (semi == 0 || semi == std::string::npos || semi + 1 >= decoded->size()) return std::nullopt;
-  if (!std::all_of(decoded->begin(), decoded->end(),
-                   [](char c) { return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7F; })) {
+  if (!std::all_of(decoded->begin(), decoded->end(), [](char c) {
+        return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7F;
+      })) {
     return std::nullopt;
   }
   std::string type = decoded->substr(0, semi);
@@ -259,8 +264,8 @@ std::string base64(std::string_view in) {
   std::string out;
   std::size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                       static_cast<unsigned char>(in[i + 2]);
+    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
+                       (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
     out += table[(v >> 18) & 63];
     out += table[(v >> 12) & 63];
     out += table[(v >> 6) & 63];
@@ -355,7 +360,8 @@ std::string header_block(std::string_view message, std::size_t limit) {
 bool wants_failure_notice(std::string_view notify) {
   if (notify.empty()) return true;  // RFC 3461 4.1: no NOTIFY means FAILURE (and DELAY) by default
   std::string up(notify);
-  std::transform(up.begin(), up.end(), up.begin(), [](char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; });
+  std::transform(up.begin(), up.end(), up.begin(),
+                 [](char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; });
   return up.find("FAILURE") != std::string::npos;
 }
 
@@ -363,7 +369,8 @@ bool wants_failure_notice(std::string_view notify) {
 std::string safe_host(std::string_view h) {
   if (h.empty() || h.size() > 253) return "localhost";
   for (char c : h) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
     if (!ok) return "localhost";
   }
   return std::string(h);
@@ -430,8 +437,9 @@ dsn_diagnostic classify_diagnostic(std::string_view last_reply, bool expired) {
   return d;
 }
 
-std::optional<dsn_message> build_dsn(const spooled_message& original, const std::vector<failed_recipient>& failed,
-                                     const dsn_options& options, std::chrono::system_clock::time_point now) {
+std::optional<dsn_message> build_dsn(const spooled_message& original,
+                                     const std::vector<failed_recipient>& failed, const dsn_options& options,
+                                     std::chrono::system_clock::time_point now) {
   const spool_envelope& env = original.envelope;
   const std::string& sender = env.mail_from;
   if (sender.empty()) return std::nullopt;  // never bounce a bounce
@@ -474,7 +482,8 @@ std::optional<dsn_message> build_dsn(const spooled_message& original, const std:
     if (f->expired) {
       ja += "  <" + addr + ">\n    保存期間（" + lifetime_text_ja(options.max_queue_lifetime) +
             "）内に配送できなかったため、配送を中止しました。\n";
-      en += "  <" + addr + ">\n    Delivery was given up after " + lifetime_text_en(options.max_queue_lifetime) + ".\n";
+      en += "  <" + addr + ">\n    Delivery was given up after " +
+            lifetime_text_en(options.max_queue_lifetime) + ".\n";
     } else {
       ja += "  <" + addr + ">\n    配送先のサーバーが受け取りを拒否しました。\n";
       en += "  <" + addr + ">\n    The receiving server refused the message.\n";
@@ -491,7 +500,8 @@ std::optional<dsn_message> build_dsn(const spooled_message& original, const std:
   text += "\n受付日時: " + rfc5322_date(env.received) + "\n";
   text += "受付番号: " + printable_ascii(original.queue_id) + "\n";
   text += return_full ? "元のメールを添付します。\n" : "元のメールのヘッダーを添付します。\n";
-  if (want_full && !return_full) text += "（元のメールは大きすぎるか形式が不適切なため、ヘッダーのみを添付します。）\n";
+  if (want_full && !return_full)
+    text += "（元のメールは大きすぎるか形式が不適切なため、ヘッダーのみを添付します。）\n";
   text += "\n----------------------------------------------------------------------\n\n";
   text += "This is the mail system at host " + host + ".\n\n";
   text += "I'm sorry to have to inform you that your message could not be delivered to one or more\n";
@@ -507,7 +517,8 @@ std::optional<dsn_message> build_dsn(const spooled_message& original, const std:
   std::string report;
   report += field("Reporting-MTA", "dns; " + host);
   report += field("X-Mukai-Queue-ID", printable_ascii(original.queue_id));
-  if (auto envid = xtext_decode(env.envid); envid && !envid->empty() && envid->size() <= 100 && is_ascii(*envid)) {
+  if (auto envid = xtext_decode(env.envid);
+      envid && !envid->empty() && envid->size() <= 100 && is_ascii(*envid)) {
     report += field("Original-Envelope-Id", printable_ascii(*envid));
   }
   report += field("Arrival-Date", rfc5322_date(env.received));
@@ -546,7 +557,8 @@ std::optional<dsn_message> build_dsn(const spooled_message& original, const std:
   out += field("Message-ID", "<" + random_hex(16) + ".dsn@" + host + ">");
   out += field("Auto-Submitted", "auto-replied");
   out += field("MIME-Version", "1.0");
-  out += "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary + "\"\r\n";
+  out +=
+      "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary + "\"\r\n";
   out += field("Content-Transfer-Encoding", returned_8bit ? "8bit" : "7bit");
   out += "\r\nThis is a MIME-encapsulated message (a delivery status notification).\r\n\r\n";
 

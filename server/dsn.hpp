@@ -36,9 +36,9 @@
 namespace mukai::server {
 
 struct dsn_options {
-  std::string reporting_mta = "localhost";              // our host name ([smtp] hostname)
-  std::uint64_t max_full_return = 10ull * 1024 * 1024;  // RET=FULL returns the message up to this size
-  std::size_t max_returned_headers = 64 * 1024;         // the header block is cut (at a line) beyond this
+  std::string reporting_mta = "localhost";                 // our host name ([smtp] hostname)
+  std::uint64_t max_full_return = 10ull * 1024 * 1024;     // RET=FULL returns the message up to this size
+  std::size_t max_returned_headers = 64 * 1024;            // the header block is cut (at a line) beyond this
   std::chrono::seconds max_queue_lifetime{5 * 24 * 3600};  // quoted in the text for expired recipients
 };
 

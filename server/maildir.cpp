@@ -75,8 +75,8 @@ std::string new_maildir_name() {
     hex += digits[b >> 4];
     hex += digits[b & 0x0f];
   }
-  return std::to_string(tv.tv_sec) + ".M" + std::to_string(tv.tv_usec) + "P" + std::to_string(::getpid()) + "R" +
-         hex + "." + host_part();
+  return std::to_string(tv.tv_sec) + ".M" + std::to_string(tv.tv_usec) + "P" + std::to_string(::getpid()) +
+         "R" + hex + "." + host_part();
 }
 
 std::error_code ensure_maildir(file_ops& ops, const fs::path& maildir) {

@@ -26,9 +26,7 @@ bool starts_with_nocase(std::string_view s, std::string_view prefix) noexcept {
 
 bool is_control(unsigned char c) noexcept { return c < 0x20 || c == 0x7F; }
 bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-bool is_alnum(char c) noexcept {
-  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+bool is_alnum(char c) noexcept { return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
 // Printable for an error message: control and non-ASCII bytes as \xHH, bounded.
 std::string printable(std::string_view text) {
@@ -72,7 +70,8 @@ std::string check_dns_name(std::string_view name) {
     const std::string_view label = name.substr(start, dot - start);
     if (label.empty()) return "the host name has an empty label";
     if (label.size() > 63) return "a label of the host name is longer than 63 characters";
-    if (label.front() == '-' || label.back() == '-') return "a label of the host name starts or ends with '-'";
+    if (label.front() == '-' || label.back() == '-')
+      return "a label of the host name starts or ends with '-'";
     for (char c : label) {
       if (!is_alnum(c) && c != '-') {
         return "the host name contains '" + printable(std::string_view(&c, 1)) +
@@ -97,8 +96,10 @@ boost::system::result<next_hop, next_hop_error> parse_smtp(std::string_view entr
     has_query = true;
   }
   if (rest.find('#') != std::string_view::npos) return error_for(entry, "a fragment ('#') is not allowed");
-  if (rest.find('@') != std::string_view::npos) return error_for(entry, "user information ('@') is not allowed");
-  if (rest.find('/') != std::string_view::npos) return error_for(entry, "a path after the host and port is not allowed");
+  if (rest.find('@') != std::string_view::npos)
+    return error_for(entry, "user information ('@') is not allowed");
+  if (rest.find('/') != std::string_view::npos)
+    return error_for(entry, "a path after the host and port is not allowed");
   if (rest.empty()) return error_for(entry, "the host is missing (expected smtp://host:port)");
 
   std::string_view port_text;
@@ -110,7 +111,8 @@ boost::system::result<next_hop, next_hop_error> parse_smtp(std::string_view entr
     if (literal.find('%') != std::string::npos) {
       return error_for(entry, "an IPv6 zone index ('%') is not supported");
     }
-    if (!is_ipv6_literal(literal)) return error_for(entry, "'" + printable(literal) + "' is not an IPv6 address");
+    if (!is_ipv6_literal(literal))
+      return error_for(entry, "'" + printable(literal) + "' is not an IPv6 address");
     hop.host = literal;
     std::transform(hop.host.begin(), hop.host.end(), hop.host.begin(), ascii_lower);
     hop.host_is_ip = true;
@@ -133,7 +135,8 @@ boost::system::result<next_hop, next_hop_error> parse_smtp(std::string_view entr
     }
     if (host.empty()) return error_for(entry, "the host is missing (expected smtp://host:port)");
     if (host.size() > 1 && host.back() == '.') host.remove_suffix(1);  // absolute name "mx.example."
-    const bool looks_numeric = std::all_of(host.begin(), host.end(), [](char c) { return is_digit(c) || c == '.'; });
+    const bool looks_numeric =
+        std::all_of(host.begin(), host.end(), [](char c) { return is_digit(c) || c == '.'; });
     std::string h(host);
     if (looks_numeric) {
       if (!is_ipv4_literal(h)) return error_for(entry, "'" + printable(h) + "' is not an IPv4 address");
@@ -194,7 +197,8 @@ boost::system::result<next_hop, next_hop_error> parse_maildir(std::string_view e
   if (path.starts_with("//")) {
     return error_for(entry, "maildir takes a path, not a URL authority (write maildir:/path)");
   }
-  if (std::any_of(path.begin(), path.end(), [](char c) { return is_control(static_cast<unsigned char>(c)); })) {
+  if (std::any_of(path.begin(), path.end(),
+                  [](char c) { return is_control(static_cast<unsigned char>(c)); })) {
     return error_for(entry, "the maildir path contains a control character");
   }
   return next_hop{maildir_hop{std::filesystem::path(std::string(path))}};
@@ -254,10 +258,13 @@ boost::system::result<next_hop, next_hop_error> parse_next_hop(std::string_view 
   }
   if (starts_with_nocase(text, maildir_scheme)) return parse_maildir(text);
   if (starts_with_nocase(text, "smtps://")) {
-    return error_for(text, "smtps:// (implicit TLS) is not supported; use smtp://host:port?starttls=required");
+    return error_for(text,
+                     "smtps:// (implicit TLS) is not supported; use smtp://host:port?starttls=required");
   }
-  if (starts_with_nocase(text, "lmtp:")) return error_for(text, "LMTP is not supported; use smtp:// or maildir:");
-  return error_for(text, "unknown kind of next hop (expected smtp://host:port[?starttls=...] or maildir:/path)");
+  if (starts_with_nocase(text, "lmtp:"))
+    return error_for(text, "LMTP is not supported; use smtp:// or maildir:");
+  return error_for(text,
+                   "unknown kind of next hop (expected smtp://host:port[?starttls=...] or maildir:/path)");
 }
 
 next_hop_list parse_next_hops(const std::vector<std::string>& entries) {

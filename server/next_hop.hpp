@@ -63,8 +63,8 @@ struct next_hop_error {
 [[nodiscard]] boost::system::result<next_hop, next_hop_error> parse_next_hop(std::string_view text);
 
 struct next_hop_list {
-  std::vector<next_hop> hops;           // in failover order; complete only when errors is empty
-  std::vector<next_hop_error> errors;   // one per bad entry (every entry is checked)
+  std::vector<next_hop> hops;          // in failover order; complete only when errors is empty
+  std::vector<next_hop_error> errors;  // one per bad entry (every entry is checked)
 };
 // An empty list is an error too: there would be nowhere to deliver.
 [[nodiscard]] next_hop_list parse_next_hops(const std::vector<std::string>& entries);

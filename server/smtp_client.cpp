@@ -206,7 +206,8 @@ bool valid_notify(std::string_view s) noexcept {
 std::string tls_error_text(SSL* ssl, const boost::system::error_code& ec) {
   if (ssl != nullptr) {
     const long v = SSL_get_verify_result(ssl);
-    if (v != X509_V_OK) return std::string("certificate verification failed: ") + X509_verify_cert_error_string(v);
+    if (v != X509_V_OK)
+      return std::string("certificate verification failed: ") + X509_verify_cert_error_string(v);
   }
   return ec.message();
 }
@@ -218,7 +219,9 @@ const std::error_category& smtp_client_category() noexcept {
   return category;
 }
 
-std::error_code make_error_code(smtp_client_errc e) noexcept { return {static_cast<int>(e), smtp_client_category()}; }
+std::error_code make_error_code(smtp_client_errc e) noexcept {
+  return {static_cast<int>(e), smtp_client_category()};
+}
 
 std::string_view to_string(rcpt_status s) noexcept {
   switch (s) {
@@ -283,18 +286,23 @@ class smtp_client_session {
   // ---- the session ----------------------------------------------------------------------------
 
   asio::awaitable<void> run_session() {
-    if (!co_await connect()) co_return;
+    const bool connected = co_await connect();
+    if (!connected) co_return;
 
     auto greeting = co_await read_reply(opts_.greeting_timeout, "while receiving the initial greeting");
     if (!greeting) co_return;
     if (greeting->code != 220) {
-      fail_with_reply(greeting->code == 421 ? smtp_client_errc::service_closing : smtp_client_errc::greeting_rejected,
-                      *greeting);
-      if (greeting->code != 421) co_await quit();
+      fail_with_reply(
+          greeting->code == 421 ? smtp_client_errc::service_closing : smtp_client_errc::greeting_rejected,
+          *greeting);
+      if (greeting->code != 421) {
+        co_await quit();
+      }
       co_return;
     }
 
-    if (!co_await hello()) co_return;
+    const bool greeted = co_await hello();
+    if (!greeted) co_return;
 
     if (hop_.starttls == starttls_mode::required && !caps_.starttls) {
       fail_local(smtp_client_errc::starttls_unavailable,
@@ -303,7 +311,8 @@ class smtp_client_session {
       co_return;
     }
     if (hop_.starttls != starttls_mode::off && allow_tls_ && caps_.starttls) {
-      if (!co_await start_tls()) co_return;
+      const bool secured = co_await start_tls();
+      if (!secured) co_return;
     }
 
     co_await transaction();
@@ -359,8 +368,9 @@ class smtp_client_session {
         last_error = ec.message();
         continue;
       }
-      auto connected = co_await await_with_deadline(socket_.async_connect(ep, asio::as_tuple(asio::use_awaitable)),
-                                                    opts_.connect_timeout, [this] { close_socket(); });
+      auto connected =
+          co_await await_with_deadline(socket_.async_connect(ep, asio::as_tuple(asio::use_awaitable)),
+                                       opts_.connect_timeout, [this] { close_socket(); });
       if (!connected) {
         check_cancelled(connected.error());
         last_code = connected.error();
@@ -386,9 +396,9 @@ class smtp_client_session {
 
   // EHLO, falling back to HELO when EHLO is refused (other than with 421).
   asio::awaitable<bool> hello() {
-    if (!co_await write_all("EHLO " + opts_.helo_name + "\r\n", opts_.helo_timeout, "while sending EHLO")) {
-      co_return false;
-    }
+    const std::string ehlo_line = "EHLO " + opts_.helo_name + "\r\n";
+    const bool ehlo_sent = co_await write_all(ehlo_line, opts_.helo_timeout, "while sending EHLO");
+    if (!ehlo_sent) co_return false;
     auto ehlo = co_await read_reply(opts_.helo_timeout, "after EHLO");
     if (!ehlo) co_return false;
     if (ehlo->kind() == 2) {
@@ -399,23 +409,28 @@ class smtp_client_session {
       fail_with_reply(smtp_client_errc::service_closing, *ehlo);
       co_return false;
     }
-    if (!co_await write_all("HELO " + opts_.helo_name + "\r\n", opts_.helo_timeout, "while sending HELO")) {
-      co_return false;
-    }
+    const std::string helo_line = "HELO " + opts_.helo_name + "\r\n";
+    const bool helo_sent = co_await write_all(helo_line, opts_.helo_timeout, "while sending HELO");
+    if (!helo_sent) co_return false;
     auto helo = co_await read_reply(opts_.helo_timeout, "after HELO");
     if (!helo) co_return false;
     if (helo->kind() == 2) {
       caps_ = server_capabilities{};
       co_return true;
     }
-    fail_with_reply(helo->code == 421 ? smtp_client_errc::service_closing : smtp_client_errc::helo_rejected, *helo);
-    if (helo->code != 421) co_await quit();
+    fail_with_reply(helo->code == 421 ? smtp_client_errc::service_closing : smtp_client_errc::helo_rejected,
+                    *helo);
+    if (helo->code != 421) {
+      co_await quit();
+    }
     co_return false;
   }
 
   asio::awaitable<bool> start_tls() {
     const bool required = hop_.starttls == starttls_mode::required;
-    if (!co_await write_all("STARTTLS\r\n", opts_.starttls_timeout, "while sending STARTTLS")) co_return false;
+    const bool starttls_sent =
+        co_await write_all("STARTTLS\r\n", opts_.starttls_timeout, "while sending STARTTLS");
+    if (!starttls_sent) co_return false;
     auto reply = co_await read_reply(opts_.starttls_timeout, "after STARTTLS");
     if (!reply) co_return false;
     if (reply->code != 220) {
@@ -447,10 +462,12 @@ class smtp_client_session {
       // certificate must name the configured host (IP literal: an iPAddress SAN), no partial wildcards.
       X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
       X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-      const int ok = hop_.host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, hop_.host.c_str())
-                                     : X509_VERIFY_PARAM_set1_host(param, hop_.host.c_str(), hop_.host.size());
+      const int ok = hop_.host_is_ip
+                         ? X509_VERIFY_PARAM_set1_ip_asc(param, hop_.host.c_str())
+                         : X509_VERIFY_PARAM_set1_host(param, hop_.host.c_str(), hop_.host.size());
       if (ok != 1) {
-        fail_local(smtp_client_errc::tls_failed, "4.7.5 cannot set up certificate name checks for " + remote_);
+        fail_local(smtp_client_errc::tls_failed,
+                   "4.7.5 cannot set up certificate name checks for " + remote_);
         co_return false;
       }
     }
@@ -471,7 +488,8 @@ class smtp_client_session {
     }
     result_.tls = true;
     result_.tls_details = std::string(SSL_get_version(ssl_handle)) + " " + SSL_get_cipher_name(ssl_handle);
-    co_return co_await hello();
+    const bool greeted_again = co_await hello();
+    co_return greeted_again;
   }
 
   asio::awaitable<void> transaction() {
@@ -479,13 +497,15 @@ class smtp_client_session {
 
     // Checks that need no round trip, made before MAIL so that a doomed message is not sent.
     if (!sendable_address(env.mail_from)) {
-      resolve_all_open_local(rcpt_status::permanent, "5.1.7 the sender address contains bytes that cannot be sent");
+      resolve_all_open_local(rcpt_status::permanent,
+                             "5.1.7 the sender address contains bytes that cannot be sent");
       co_return;
     }
     bool addresses_need_utf8 = has_8bit(env.mail_from);
     for (auto& s : slots_) {
       if (s.index >= env.recipients.size() || !sendable_address(env.recipients[s.index].address)) {
-        resolve_local(s, rcpt_status::permanent, "5.1.3 the recipient address contains bytes that cannot be sent");
+        resolve_local(s, rcpt_status::permanent,
+                      "5.1.3 the recipient address contains bytes that cannot be sent");
         continue;
       }
       addresses_need_utf8 = addresses_need_utf8 || has_8bit(env.recipients[s.index].address);
@@ -498,8 +518,8 @@ class smtp_client_session {
     const std::uint64_t size = smtp_data_encoder::normalised_size(message_.body);
     if (caps_.size_limit != 0 && size > caps_.size_limit) {
       resolve_all_open_local(rcpt_status::permanent, "5.3.4 message size " + std::to_string(size) +
-                                                         " exceeds size limit " + std::to_string(caps_.size_limit) +
-                                                         " of " + remote_);
+                                                         " exceeds size limit " +
+                                                         std::to_string(caps_.size_limit) + " of " + remote_);
       co_return;
     }
 
@@ -540,7 +560,8 @@ class smtp_client_session {
       const std::size_t end = std::min(commands.size(), pos + batch);
       std::string wire;
       for (std::size_t i = pos; i < end; ++i) wire += commands[i].line;
-      if (!co_await write_all(wire, opts_.mail_timeout, "while sending MAIL FROM/RCPT TO")) co_return;
+      const bool batch_sent = co_await write_all(wire, opts_.mail_timeout, "while sending MAIL FROM/RCPT TO");
+      if (!batch_sent) co_return;
 
       for (std::size_t i = pos; i < end; ++i) {
         const command& cmd = commands[i];
@@ -583,15 +604,20 @@ class smtp_client_session {
               } else {
                 // Pipelined DATA although nothing was accepted, and the server said 354 anyway:
                 // end an empty message (RFC 2920 3.1) and read its (expected) refusal.
-                if (!co_await write_all(".\r\n", opts_.data_block_timeout, "while ending an empty DATA")) co_return;
-                if (!co_await read_reply(opts_.data_done_timeout, "after end of an empty DATA")) co_return;
+                const bool dot_sent =
+                    co_await write_all(".\r\n", opts_.data_block_timeout, "while ending an empty DATA");
+                if (!dot_sent) co_return;
+                const auto refusal =
+                    co_await read_reply(opts_.data_done_timeout, "after end of an empty DATA");
+                if (!refusal) co_return;
               }
             } else if (mail_ok) {
               if (reply->kind() == 4 || reply->kind() == 5) resolve_accepted(*reply);
               if (reply->code == 421 || reply->kind() == 2 || reply->kind() == 3) {
                 // 421 ends the session; a 2xx/3xx other than 354 leaves us not knowing the server's
                 // state: the accepted recipients stay temporary.
-                fail_with_reply(reply->code == 421 ? smtp_client_errc::service_closing : smtp_client_errc::unexpected_reply,
+                fail_with_reply(reply->code == 421 ? smtp_client_errc::service_closing
+                                                   : smtp_client_errc::unexpected_reply,
                                 *reply);
                 co_return;
               }
@@ -624,7 +650,9 @@ class smtp_client_session {
       wire.clear();
       encoder.encode(slice, wire);
       if (last) encoder.finish(wire);
-      if (!co_await write_all(wire, opts_.data_block_timeout, "while sending the message body")) co_return;
+      const bool block_sent =
+          co_await write_all(wire, opts_.data_block_timeout, "while sending the message body");
+      if (!block_sent) co_return;
     }
     auto reply = co_await read_reply(opts_.data_done_timeout, "after end of data");
     if (!reply) co_return;
@@ -647,9 +675,13 @@ class smtp_client_session {
       encoder.encode(slice, payload);
       if (last) encoder.finish(payload);
       const std::string cmd = "BDAT " + std::to_string(payload.size()) + (last ? " LAST\r\n" : "\r\n");
-      if (!co_await write_all(cmd, opts_.data_block_timeout, "while sending BDAT")) co_return;
-      if (!co_await write_all(payload, opts_.data_block_timeout, "while sending the message body")) co_return;
-      auto reply = co_await read_reply(last ? opts_.data_done_timeout : opts_.data_block_timeout, "after BDAT");
+      const bool cmd_sent = co_await write_all(cmd, opts_.data_block_timeout, "while sending BDAT");
+      if (!cmd_sent) co_return;
+      const bool chunk_sent =
+          co_await write_all(payload, opts_.data_block_timeout, "while sending the message body");
+      if (!chunk_sent) co_return;
+      auto reply =
+          co_await read_reply(last ? opts_.data_done_timeout : opts_.data_block_timeout, "after BDAT");
       if (!reply) co_return;
       if (last || reply->kind() != 2) {
         resolve_accepted(*reply);
@@ -663,8 +695,10 @@ class smtp_client_session {
   asio::awaitable<void> quit() {
     if (!socket_.is_open()) co_return;
     quitting_ = true;
-    if (co_await write_all("QUIT\r\n", opts_.quit_timeout, "while sending QUIT")) {
-      (void)co_await read_reply(opts_.quit_timeout, "after QUIT");
+    const bool quit_sent = co_await write_all("QUIT\r\n", opts_.quit_timeout, "while sending QUIT");
+    if (quit_sent) {
+      const auto goodbye = co_await read_reply(opts_.quit_timeout, "after QUIT");
+      (void)goodbye;
     }
     close_socket();
   }
@@ -756,7 +790,8 @@ class smtp_client_session {
       fail_io(smtp_client_errc::connection_closed, stage);
       co_return std::nullopt;
     }
-    auto r = co_await await_with_deadline(read_reply_unbounded_in_time(), timeout, [this] { close_socket(); });
+    auto r =
+        co_await await_with_deadline(read_reply_unbounded_in_time(), timeout, [this] { close_socket(); });
     if (!r) {
       check_cancelled(r.error());
       fail_io(r.error(), stage);
@@ -772,7 +807,8 @@ class smtp_client_session {
   // ---- results ----------------------------------------------------------------------------------
 
   bool any_accepted() const noexcept {
-    return std::any_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.state == slot_state::accepted; });
+    return std::any_of(slots_.begin(), slots_.end(),
+                       [](const slot& s) { return s.state == slot_state::accepted; });
   }
 
   static rcpt_status status_of(const smtp_reply& r) noexcept {
@@ -822,6 +858,8 @@ class smtp_client_session {
     result_.error_text = bounded(std::move(text));
   }
   void fail_with_reply(smtp_client_errc e, const smtp_reply& r) {
+    // 421: the server is closing the channel (RFC 5321 3.8); no QUIT, nothing more is read.
+    if (e == smtp_client_errc::service_closing) close_socket();
     if (quitting_ || result_.error) return;
     result_.error = make_error_code(e);
     result_.error_text = r.text();
@@ -879,7 +917,7 @@ class smtp_client_session {
   tcp::socket socket_;
   std::optional<ssl::stream<tcp::socket&>> tls_;  // destroyed before socket_ (declared after it)
   std::string remote_;
-  std::string rbuf_;                       // received bytes not yet consumed (< max_reply_line + 4 KiB)
+  std::string rbuf_;  // received bytes not yet consumed (< max_reply_line + 4 KiB)
   std::array<char, 4096> read_chunk_{};
   server_capabilities caps_;
   std::vector<slot> slots_;
@@ -908,8 +946,8 @@ smtp_client::smtp_client(smtp_client_options options) : options_(std::move(optio
       }
       if (ec) {
         throw std::runtime_error("delivery TLS: cannot load CA certificates" +
-                                 (options_.ca_file.empty() ? std::string() : " from " + options_.ca_file) + ": " +
-                                 ec.message());
+                                 (options_.ca_file.empty() ? std::string() : " from " + options_.ca_file) +
+                                 ": " + ec.message());
       }
     } else {
       // Opportunistic: encryption against passive eavesdropping, no authentication (RFC 7435).
@@ -924,13 +962,15 @@ smtp_client::smtp_client(smtp_client_options options) : options_(std::move(optio
 
 smtp_client::~smtp_client() = default;
 
-asio::awaitable<delivery_attempt_result> smtp_client::send(const smtp_hop& hop, const outgoing_message& message) const {
+asio::awaitable<delivery_attempt_result> smtp_client::send(const smtp_hop& hop,
+                                                           const outgoing_message& message) const {
   const auto ex = co_await asio::this_coro::executor;
   delivery_attempt_result first;
   bool fall_back = false;
   {
     smtp_client_session session(*this, hop, message, true, ex);
-    first = co_await session.run();
+    auto result = co_await session.run();
+    first = std::move(result);
     fall_back = session.tls_handshake_failed() && hop.starttls == starttls_mode::opportunistic &&
                 options_.opportunistic_plaintext_fallback;
   }

@@ -64,15 +64,16 @@ struct smtp_client_options {
   std::chrono::milliseconds data_init_timeout{std::chrono::seconds(120)};
   std::chrono::milliseconds data_block_timeout{std::chrono::seconds(180)};  // each body write
   std::chrono::milliseconds data_done_timeout{std::chrono::seconds(600)};
-  std::chrono::milliseconds quit_timeout{std::chrono::seconds(30)};
-  std::size_t max_reply_line = 2048;    // octets including CRLF (RFC 5321 says 512; be lenient)
-  std::size_t max_reply_lines = 100;    // lines in one reply (an EHLO reply has about 10-20)
-  std::size_t max_addresses = 5;        // addresses of a host name tried (Postfix smtp_mx_address_limit)
+  std::chrono::milliseconds quit_timeout{
+      std::chrono::seconds(30)};            // shorter: the results are settled by then
+  std::size_t max_reply_line = 2048;        // octets including CRLF (RFC 5321 says 512; be lenient)
+  std::size_t max_reply_lines = 100;        // lines in one reply (an EHLO reply has about 10-20)
+  std::size_t max_addresses = 5;            // addresses of a host name tried (Postfix smtp_mx_address_limit)
   std::size_t max_pipelined_commands = 64;  // commands sent before reading their replies
   std::size_t data_chunk_size = 64 * 1024;  // body bytes encoded and written at a time
   std::size_t bdat_chunk_size = 1024 * 1024;
-  bool use_pipelining = true;           // when the server offers PIPELINING
-  bool use_chunking = true;             // BDAT when the server offers CHUNKING
+  bool use_pipelining = true;                    // when the server offers PIPELINING
+  bool use_chunking = true;                      // BDAT when the server offers CHUNKING
   bool opportunistic_plaintext_fallback = true;  // see above
 
   // helo_name from [smtp] hostname and ca_file from [delivery] ca_file; the rest default.
@@ -85,18 +86,19 @@ enum class rcpt_status : std::uint8_t { delivered, temporary, permanent };
 struct recipient_result {
   std::size_t index = 0;  // into spool_envelope::recipients
   rcpt_status status = rcpt_status::temporary;
-  std::string reply;      // "550 5.1.1 <a@b>: unknown user" (remote) or "4.4.1 connect to ..." (local)
-  std::string remote;     // endpoint that gave `reply` ("127.0.0.1:2526"); "" for a local diagnostic
+  std::string reply;   // "550 5.1.1 <a@b>: unknown user" (remote) or "4.4.1 connect to ..." (local)
+  std::string remote;  // endpoint that gave `reply` ("127.0.0.1:2526"); "" for a local diagnostic
   bool operator==(const recipient_result&) const = default;
 };
 
 struct delivery_attempt_result {
   std::vector<recipient_result> recipients;  // one per requested recipient, in request order
-  std::error_code error;   // why the session ended early (smtp_client_errc or an I/O error); {} if it completed
-  std::string error_text;  // human-readable, for logs ("lost connection with 127.0.0.1:2526 after RCPT TO")
-  bool tls = false;        // the session ran over TLS when it ended
-  std::string tls_details; // "TLSv1.3 TLS_AES_256_GCM_SHA384" when tls
-  std::string remote;      // endpoint connected to last ("[::1]:2526"), "" if none
+  std::error_code
+      error;  // why the session ended early (smtp_client_errc or an I/O error); {} if it completed
+  std::string error_text;   // human-readable, for logs ("lost connection with 127.0.0.1:2526 after RCPT TO")
+  bool tls = false;         // the session ran over TLS when it ended
+  std::string tls_details;  // "TLSv1.3 TLS_AES_256_GCM_SHA384" when tls
+  std::string remote;       // endpoint connected to last ("[::1]:2526"), "" if none
 };
 
 enum class smtp_client_errc {

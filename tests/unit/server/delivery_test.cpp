@@ -69,8 +69,9 @@ delivery_outcome outcome_of(std::vector<std::pair<rcpt_status, std::string>> rs)
 smtp_client_options fast_options() {
   smtp_client_options o;
   o.helo_name = "mukai.test";
-  for (auto* t : {&o.connect_timeout, &o.greeting_timeout, &o.helo_timeout, &o.starttls_timeout, &o.mail_timeout,
-                  &o.rcpt_timeout, &o.data_init_timeout, &o.data_block_timeout, &o.data_done_timeout, &o.quit_timeout}) {
+  for (auto* t : {&o.connect_timeout, &o.greeting_timeout, &o.helo_timeout, &o.starttls_timeout,
+                  &o.mail_timeout, &o.rcpt_timeout, &o.data_init_timeout, &o.data_block_timeout,
+                  &o.data_done_timeout, &o.quit_timeout}) {
     *t = 2s;
   }
   return o;
@@ -89,8 +90,8 @@ unsigned short closed_port() {
 }
 
 std::vector<script_step> accepting_session(std::size_t rcpts) {
-  std::vector<script_step> s = {say("220 fake.test ESMTP\r\n"), expect("EHLO"), say("250-fake.test\r\n250 PIPELINING\r\n"),
-                                expect("MAIL FROM:")};
+  std::vector<script_step> s = {say("220 fake.test ESMTP\r\n"), expect("EHLO"),
+                                say("250-fake.test\r\n250 PIPELINING\r\n"), expect("MAIL FROM:")};
   std::string replies = "250 Ok\r\n";
   for (std::size_t i = 0; i < rcpts; ++i) {
     s.push_back(expect("RCPT TO:"));
@@ -113,8 +114,8 @@ struct delivery_fixture {
   delivery_services services{client, files, pool.get_executor()};
   ~delivery_fixture() { pool.join(); }
 
-  delivery_outcome run(const spooled_message& m, const std::vector<next_hop>& hops, const std::vector<std::size_t>& rcpts,
-                       fake_smtp_server* server = nullptr) {
+  delivery_outcome run(const spooled_message& m, const std::vector<next_hop>& hops,
+                       const std::vector<std::size_t>& rcpts, fake_smtp_server* server = nullptr) {
     auto state = spawn(ioc, deliver(m, hops, rcpts, services));
     REQUIRE(run_until(ioc, [&] { return state->done && (server == nullptr || server->all_done()); }));
     if (state->error) std::rethrow_exception(state->error);
@@ -137,7 +138,8 @@ TEST_CASE("backoff doubles from min_backoff and stops at max_backoff") {
   // max below min: min wins; zero stays zero.
   CHECK(backoff_delay(3, retry_policy{600s, 60s, 24h}) == 600s);
   CHECK(backoff_delay(3, retry_policy{0s, 60s, 24h}) == 0s);
-  CHECK(backoff_delay(40, retry_policy{1s, std::chrono::seconds(INT64_MAX / 4), 24h}) == std::chrono::seconds(1LL << 39));
+  CHECK(backoff_delay(40, retry_policy{1s, std::chrono::seconds(INT64_MAX / 4), 24h}) ==
+        std::chrono::seconds(1LL << 39));
 }
 
 TEST_CASE("expiry and the next attempt time") {
@@ -195,9 +197,10 @@ TEST_CASE("record_attempt: delivered, failed and deferred recipients") {
   CHECK(state.attempts == 2);
   CHECK(summary.next_attempt == t0 + 400s + 600s);
 
-  summary = record_attempt(state, m.envelope, outcome_of({{rcpt_status::delivered, ""},
-                                                          {rcpt_status::delivered, ""},
-                                                          {rcpt_status::delivered, "250 finally"}}),
+  summary = record_attempt(state, m.envelope,
+                           outcome_of({{rcpt_status::delivered, ""},
+                                       {rcpt_status::delivered, ""},
+                                       {rcpt_status::delivered, "250 finally"}}),
                            t0 + 2000s, policy);
   CHECK(summary.finished);
   CHECK(state.done());
@@ -207,9 +210,10 @@ TEST_CASE("record_attempt: delivered, failed and deferred recipients") {
 TEST_CASE("record_attempt: expiry fails every pending recipient, with its last reply") {
   const auto m = message_for({"a@x", "b@x"});
   auto state = fresh_state(2);
-  (void)record_attempt(state, m.envelope,
-                       outcome_of({{rcpt_status::temporary, "451 4.3.0 later"}, {rcpt_status::delivered, "250 ok"}}),
-                       t0 + 1h, policy);
+  (void)record_attempt(
+      state, m.envelope,
+      outcome_of({{rcpt_status::temporary, "451 4.3.0 later"}, {rcpt_status::delivered, "250 ok"}}), t0 + 1h,
+      policy);
   // The last attempt, at the lifetime: still temporary -> expired.
   auto summary = record_attempt(state, m.envelope, outcome_of({{rcpt_status::temporary, "452 4.2.2 full"}}),
                                 t0 + 5 * 24h, policy);
@@ -239,8 +243,9 @@ TEST_CASE("deliver: failover after a connection failure") {
   delivery_fixture f;
   fake_smtp_server server(f.ioc, {accepting_session(2)});
   const auto m = message_for({"a@x.lg.jp", "b@x.lg.jp"});
-  const std::vector<next_hop> hops = {hop_of("smtp://127.0.0.1:" + std::to_string(closed_port()) + "?starttls=off"),
-                                      hop_of("smtp://127.0.0.1:" + std::to_string(server.port()) + "?starttls=off")};
+  const std::vector<next_hop> hops = {
+      hop_of("smtp://127.0.0.1:" + std::to_string(closed_port()) + "?starttls=off"),
+      hop_of("smtp://127.0.0.1:" + std::to_string(server.port()) + "?starttls=off")};
   auto out = f.run(m, hops, {0, 1}, &server);
   REQUIRE(out.recipients.size() == 2);
   for (const auto& r : out.recipients) CHECK(r.status == rcpt_status::delivered);
@@ -254,21 +259,23 @@ TEST_CASE("deliver: failover after a connection failure") {
 TEST_CASE("deliver: failover when every recipient got a 4xx; none after progress") {
   delivery_fixture f;
   fake_smtp_server first(f.ioc, {{say("220 a ESMTP\r\n"), expect("EHLO"), say("250 a\r\n"), expect("MAIL"),
-                                   say("451 4.3.0 try later\r\n"), expect("QUIT"), say("221 bye\r\n")}});
+                                  say("451 4.3.0 try later\r\n"), expect("QUIT"), say("221 bye\r\n")}});
   fake_smtp_server second(f.ioc, {accepting_session(1)});
   const auto m = message_for({"a@x.lg.jp"});
-  std::vector<next_hop> hops = {hop_of("smtp://127.0.0.1:" + std::to_string(first.port()) + "?starttls=off"),
-                                hop_of("smtp://127.0.0.1:" + std::to_string(second.port()) + "?starttls=off")};
+  std::vector<next_hop> hops = {
+      hop_of("smtp://127.0.0.1:" + std::to_string(first.port()) + "?starttls=off"),
+      hop_of("smtp://127.0.0.1:" + std::to_string(second.port()) + "?starttls=off")};
   auto out = f.run(m, hops, {0}, &second);
   CHECK(out.recipients.at(0).status == rcpt_status::delivered);
   CHECK(out.hops.size() == 2);
 
   // Partial progress at the first hop: the 4xx recipient is not tried at the second.
   delivery_fixture g;
-  fake_smtp_server partial(g.ioc, {{say("220 a ESMTP\r\n"), expect("EHLO"), say("250 a\r\n"), expect("MAIL"),
-                                    say("250 ok\r\n"), expect("RCPT TO:<a@"), say("250 ok\r\n"), expect("RCPT TO:<b@"),
-                                    say("450 4.2.1 busy\r\n"), expect("DATA"), say("354 go\r\n"), expect_data(),
-                                    say("250 ok\r\n"), expect("QUIT"), say("221 bye\r\n")}});
+  fake_smtp_server partial(
+      g.ioc, {{say("220 a ESMTP\r\n"), expect("EHLO"), say("250 a\r\n"), expect("MAIL"), say("250 ok\r\n"),
+               expect("RCPT TO:<a@"), say("250 ok\r\n"), expect("RCPT TO:<b@"), say("450 4.2.1 busy\r\n"),
+               expect("DATA"), say("354 go\r\n"), expect_data(), say("250 ok\r\n"), expect("QUIT"),
+               say("221 bye\r\n")}});
   fake_smtp_server unused(g.ioc, {});
   const auto m2 = message_for({"a@x.lg.jp", "b@x.lg.jp"});
   hops = {hop_of("smtp://127.0.0.1:" + std::to_string(partial.port()) + "?starttls=off"),
@@ -307,8 +314,9 @@ TEST_CASE("deliver: a failing maildir is temporary and fails over; no hops at al
   delivery_fixture f;
   fake_smtp_server server(f.ioc, {accepting_session(1)});
   const auto m = message_for({"a@x.lg.jp"});
-  const std::vector<next_hop> hops = {hop_of("maildir:" + (t.path() / "not-a-dir").string()),
-                                      hop_of("smtp://127.0.0.1:" + std::to_string(server.port()) + "?starttls=off")};
+  const std::vector<next_hop> hops = {
+      hop_of("maildir:" + (t.path() / "not-a-dir").string()),
+      hop_of("smtp://127.0.0.1:" + std::to_string(server.port()) + "?starttls=off")};
   auto out = f.run(m, hops, {0}, &server);
   CHECK(out.recipients.at(0).status == rcpt_status::delivered);
   REQUIRE(out.hops.size() == 2);

@@ -22,15 +22,17 @@ spooled_message original_message() {
                            {"c@example.lg.jp", "NEVER", ""},
                            {"d@example.lg.jp", "SUCCESS", ""}};
   m.envelope.received = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000));
-  m.body = "From: Sender <sender@example.com>\r\nTo: a@example.lg.jp\r\nSubject: hello\r\n"
-           "Message-ID: <1@example.com>\r\n\r\nBody line 1\r\nBody line 2\r\n";
+  m.body =
+      "From: Sender <sender@example.com>\r\nTo: a@example.lg.jp\r\nSubject: hello\r\n"
+      "Message-ID: <1@example.com>\r\n\r\nBody line 1\r\nBody line 2\r\n";
   return m;
 }
 
 std::vector<failed_recipient> failures() {
   return {
-      failed_recipient{0, "550 5.1.1 <a@example.lg.jp>: Recipient address rejected: User unknown", "mx.example.lg.jp",
-                       false, std::chrono::system_clock::time_point(std::chrono::seconds(1700000100))},
+      failed_recipient{0, "550 5.1.1 <a@example.lg.jp>: Recipient address rejected: User unknown",
+                       "mx.example.lg.jp", false,
+                       std::chrono::system_clock::time_point(std::chrono::seconds(1700000100))},
       failed_recipient{1, "452 4.2.2 mailbox full", "", true, {}},
   };
 }
@@ -149,23 +151,25 @@ std::vector<std::map<std::string, std::string>> field_groups(const std::string& 
   return groups;
 }
 
-void check_wire_form(const std::string& s) {
+// CRLF only, no NUL, no line over 998 octets, ends with CRLF. Returns the first problem, "" if none.
+std::string wire_form_problem(const std::string& s) {
   std::size_t line_len = 0;
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '\r') {
-      REQUIRE(i + 1 < s.size());
-      REQUIRE(s[i + 1] == '\n');
+      if (i + 1 >= s.size() || s[i + 1] != '\n') return "bare CR at " + std::to_string(i);
       ++i;
       line_len = 0;
       continue;
     }
-    REQUIRE(s[i] != '\n');  // no bare LF
-    REQUIRE(s[i] != '\0');
-    ++line_len;
-    REQUIRE(line_len <= 998);
+    if (s[i] == '\n') return "bare LF at " + std::to_string(i);
+    if (s[i] == '\0') return "NUL at " + std::to_string(i);
+    if (++line_len > 998) return "line longer than 998 octets at " + std::to_string(i);
   }
-  CHECK(s.ends_with("\r\n"));
+  if (!s.ends_with("\r\n")) return "no final CRLF";
+  return {};
 }
+
+void check_wire_form(const std::string& s) { CHECK(wire_form_problem(s) == ""); }
 
 bool is_7bit(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
@@ -181,9 +185,10 @@ TEST_CASE("never to the null sender; NOTIFY decides who is reported") {
   m = original_message();
   CHECK_FALSE(build_dsn(m, {}, opts(), now).has_value());
   // c asked NOTIFY=NEVER, d only SUCCESS: nothing to send.
-  CHECK_FALSE(build_dsn(m, {failed_recipient{2, "550 x", "", false, {}}, failed_recipient{3, "550 y", "", false, {}}},
-                        opts(), now)
-                  .has_value());
+  CHECK_FALSE(
+      build_dsn(m, {failed_recipient{2, "550 x", "", false, {}}, failed_recipient{3, "550 y", "", false, {}}},
+                opts(), now)
+          .has_value());
   // Out-of-range indices are ignored.
   CHECK_FALSE(build_dsn(m, {failed_recipient{9, "550 x", "", false, {}}}, opts(), now).has_value());
   // A sender that could break the To: header is refused.

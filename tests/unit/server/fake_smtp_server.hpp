@@ -41,17 +41,19 @@ inline script_step expect(std::string prefix) { return {script_step::kind::expec
 inline script_step expect_data() { return {script_step::kind::data, {}}; }
 inline script_step expect_bdat() { return {script_step::kind::bdat, {}}; }  // one "BDAT n [LAST]" + n bytes
 inline script_step starttls() { return {script_step::kind::starttls, {}}; }
-inline script_step stall() { return {script_step::kind::stall, {}}; }  // read and ignore until the peer closes
+inline script_step stall() {
+  return {script_step::kind::stall, {}};
+}  // read and ignore until the peer closes
 inline script_step hang_up() { return {script_step::kind::hang_up, {}}; }
 
 struct session_log {
-  std::vector<std::string> lines;   // command lines received, CRLF removed
-  std::string data;                 // raw DATA payload including the final ".\r\n"
-  std::string bdat;                 // BDAT payloads concatenated
+  std::vector<std::string> lines;  // command lines received, CRLF removed
+  std::string data;                // raw DATA payload including the final ".\r\n"
+  std::string bdat;                // BDAT payloads concatenated
   std::vector<std::string> bdat_commands;
   std::vector<std::string> errors;  // script mismatches and I/O errors before the script ended
   bool tls = false;
-  std::string tls_error;            // the server-side handshake failed (expected in some tests)
+  std::string tls_error;  // the server-side handshake failed (expected in some tests)
   bool done = false;
 };
 
@@ -61,7 +63,8 @@ class fake_smtp_server {
   fake_smtp_server(asio::io_context& ioc, std::vector<std::vector<script_step>> scripts,
                    ssl::context* tls = nullptr, bool ipv6 = false)
       : ioc_(ioc),
-        acceptor_(ioc, tcp::endpoint(ipv6 ? asio::ip::make_address("::1") : asio::ip::make_address("127.0.0.1"), 0)),
+        acceptor_(ioc, tcp::endpoint(
+                           ipv6 ? asio::ip::make_address("::1") : asio::ip::make_address("127.0.0.1"), 0)),
         scripts_(std::move(scripts)),
         tls_(tls),
         logs_(scripts_.size()) {
@@ -110,8 +113,13 @@ class fake_smtp_server {
   };
 
   static asio::awaitable<std::size_t> read_some(conn_state& c, asio::mutable_buffer b) {
-    if (c.tls) co_return co_await c.tls->async_read_some(b, asio::use_awaitable);
-    co_return co_await c.sock->async_read_some(b, asio::use_awaitable);
+    std::size_t n = 0;
+    if (c.tls) {
+      n = co_await c.tls->async_read_some(b, asio::use_awaitable);
+    } else {
+      n = co_await c.sock->async_read_some(b, asio::use_awaitable);
+    }
+    co_return n;
   }
   static asio::awaitable<void> write(conn_state& c, const std::string& s) {
     if (c.tls) {
@@ -121,7 +129,8 @@ class fake_smtp_server {
     }
   }
   // Reads until `delim`; returns the bytes before it and consumes it.
-  static asio::awaitable<std::string> read_until(conn_state& c, std::string_view delim, std::size_t limit = 64 << 20) {
+  static asio::awaitable<std::string> read_until(conn_state& c, std::string_view delim,
+                                                 std::size_t limit = 64 << 20) {
     std::array<char, 8192> tmp{};
     for (;;) {
       if (auto pos = c.buf.find(delim); pos != std::string::npos) {
@@ -130,6 +139,25 @@ class fake_smtp_server {
         co_return out;
       }
       if (c.buf.size() > limit) throw std::runtime_error("fake server: input too long");
+      const std::size_t n = co_await read_some(c, asio::buffer(tmp));
+      c.buf.append(tmp.data(), n);
+    }
+  }
+  // The DATA payload up to and including the terminating ".\r\n" (the CRLF that ends the DATA command
+  // line counts as the first CRLF of CRLF.CRLF, so an empty message is just ".\r\n").
+  static asio::awaitable<std::string> read_data(conn_state& c) {
+    std::array<char, 8192> tmp{};
+    for (;;) {
+      if (c.buf.starts_with(".\r\n")) {
+        c.buf.erase(0, 3);
+        co_return std::string(".\r\n");
+      }
+      if (auto pos = c.buf.find("\r\n.\r\n"); pos != std::string::npos) {
+        std::string out = c.buf.substr(0, pos + 5);
+        c.buf.erase(0, pos + 5);
+        co_return out;
+      }
+      if (c.buf.size() > (64u << 20)) throw std::runtime_error("fake server: data too long");
       const std::size_t n = co_await read_some(c, asio::buffer(tmp));
       c.buf.append(tmp.data(), n);
     }
@@ -163,9 +191,10 @@ class fake_smtp_server {
           }
           break;
         }
-        case script_step::kind::data:
-          log.data = co_await read_until(c, "\r\n.\r\n") + "\r\n.\r\n";
-          break;
+        case script_step::kind::data: {
+          std::string payload = co_await read_data(c);
+          log.data = payload;
+        } break;
         case script_step::kind::bdat: {
           std::string line = co_await read_until(c, "\r\n");
           log.lines.push_back(line);
@@ -175,24 +204,29 @@ class fake_smtp_server {
             co_return;
           }
           const std::size_t n = std::stoul(line.substr(5));
-          log.bdat += co_await read_exactly(c, n);
+          std::string chunk = co_await read_exactly(c, n);
+          log.bdat += chunk;
           break;
         }
         case script_step::kind::starttls:
           if (tls_ == nullptr) throw std::logic_error("fake server: no TLS context");
           c.buf.clear();
           c.tls.emplace(*c.sock, *tls_);
-          if (auto [ec] = co_await c.tls->async_handshake(ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
-              ec) {
-            log.tls_error = ec.message();
-            co_return;
+          {
+            auto [ec] = co_await c.tls->async_handshake(ssl::stream_base::server,
+                                                        asio::as_tuple(asio::use_awaitable));
+            if (ec) {
+              log.tls_error = ec.message();
+              co_return;
+            }
           }
           log.tls = true;
           break;
         case script_step::kind::stall: {
           std::array<char, 4096> tmp{};
           for (;;) {
-            auto [ec, n] = co_await c.sock->async_read_some(asio::buffer(tmp), asio::as_tuple(asio::use_awaitable));
+            auto [ec, n] =
+                co_await c.sock->async_read_some(asio::buffer(tmp), asio::as_tuple(asio::use_awaitable));
             if (ec) break;
           }
           break;
@@ -209,7 +243,8 @@ class fake_smtp_server {
     c.sock->shutdown(tcp::socket::shutdown_send, ec);
     std::array<char, 4096> tmp{};
     for (;;) {
-      auto [rec, n] = co_await c.sock->async_read_some(asio::buffer(tmp), asio::as_tuple(asio::use_awaitable));
+      auto [rec, n] =
+          co_await c.sock->async_read_some(asio::buffer(tmp), asio::as_tuple(asio::use_awaitable));
       if (rec) break;
     }
   }
@@ -257,7 +292,8 @@ struct test_certificate {
 };
 
 // A self-signed P-256 certificate valid now, with the given subjectAltName ("DNS:localhost,IP:127.0.0.1").
-inline test_certificate make_self_signed(const std::string& common_name, const std::string& subject_alt_names) {
+inline test_certificate make_self_signed(const std::string& common_name,
+                                         const std::string& subject_alt_names) {
   auto fail = [](const char* what) { throw std::runtime_error(std::string("test certificate: ") + what); };
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
   if (!key) fail("EVP_EC_gen");
@@ -269,15 +305,16 @@ inline test_certificate make_self_signed(const std::string& common_name, const s
   X509_gmtime_adj(X509_getm_notAfter(x.get()), 24 * 3600);
   X509_set_pubkey(x.get(), key.get());
   X509_NAME* name = X509_get_subject_name(x.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(common_name.c_str()), -1,
-                             -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1, 0);
   X509_set_issuer_name(x.get(), name);
   X509V3_CTX v3{};
   X509V3_set_ctx_nodb(&v3);
   X509V3_set_ctx(&v3, x.get(), x.get(), nullptr, nullptr, 0);
-  for (auto [nid, value] : {std::pair<int, std::string>{NID_subject_alt_name, subject_alt_names},
-                            std::pair<int, std::string>{NID_basic_constraints, "critical,CA:TRUE"},
-                            std::pair<int, std::string>{NID_key_usage, "critical,digitalSignature,keyCertSign"}}) {
+  for (auto [nid, value] :
+       {std::pair<int, std::string>{NID_subject_alt_name, subject_alt_names},
+        std::pair<int, std::string>{NID_basic_constraints, "critical,CA:TRUE"},
+        std::pair<int, std::string>{NID_key_usage, "critical,digitalSignature,keyCertSign"}}) {
     X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value.c_str());
     if (ext == nullptr) fail("X509V3_EXT_conf_nid");
     X509_add_ext(x.get(), ext, -1);
@@ -293,7 +330,8 @@ inline test_certificate make_self_signed(const std::string& common_name, const s
   };
   test_certificate out;
   out.cert_pem = to_pem([&](BIO* b) { return PEM_write_bio_X509(b, x.get()); });
-  out.key_pem = to_pem([&](BIO* b) { return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr); });
+  out.key_pem = to_pem(
+      [&](BIO* b) { return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr); });
   return out;
 }
 

@@ -137,7 +137,8 @@ TEST_CASE("delivery creates the Maildir (and parents) and writes the exact bytes
   auto r2 = deliver_to_maildir(ops, md, "second");
   REQUIRE(r2);
   CHECK(*r2 != *r);
-  CHECK(std::none_of(ops.calls.begin(), ops.calls.end(), [](const std::string& s) { return s.starts_with("mkdir"); }));
+  CHECK(std::none_of(ops.calls.begin(), ops.calls.end(),
+                     [](const std::string& s) { return s.starts_with("mkdir"); }));
   CHECK(entries(md / "new").size() == 2);
 }
 

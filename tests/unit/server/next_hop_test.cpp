@@ -73,7 +73,8 @@ TEST_CASE("maildir: absolute and relative paths") {
 }
 
 TEST_CASE("canonical text") {
-  CHECK(to_string(*parse_next_hop("smtp://[::1]:2526?starttls=required")) == "smtp://[::1]:2526?starttls=required");
+  CHECK(to_string(*parse_next_hop("smtp://[::1]:2526?starttls=required")) ==
+        "smtp://[::1]:2526?starttls=required");
   CHECK(to_string(*parse_next_hop("SMTP://Host.Example")) == "smtp://host.example:25");
   CHECK(to_string(*parse_next_hop("smtp://h:1?starttls=opportunistic")) == "smtp://h:1");
   CHECK(to_string(*parse_next_hop("maildir:/x/y")) == "maildir:/x/y");
@@ -110,7 +111,8 @@ TEST_CASE("strict refusals with a reason") {
   CHECK(error_of("smtp://h:25?").find("empty") != std::string::npos);
   CHECK(error_of("smtp://h:25?starttls=maybe").find("required, opportunistic or off") != std::string::npos);
   CHECK(error_of("smtp://h:25?starttls").find("required, opportunistic or off") != std::string::npos);
-  CHECK(error_of("smtp://h:25?starttls=Required").find("required, opportunistic or off") != std::string::npos);
+  CHECK(error_of("smtp://h:25?starttls=Required").find("required, opportunistic or off") !=
+        std::string::npos);
   CHECK(error_of("smtp://h:25?tls=required").find("unknown option 'tls'") != std::string::npos);
   CHECK(error_of("smtp://h:25?starttls=off&starttls=required").find("twice") != std::string::npos);
   CHECK(error_of("smtp://h:25?starttls=off&x=1").find("unknown option") != std::string::npos);
@@ -133,7 +135,8 @@ TEST_CASE("errors name the entry, with control bytes escaped, and value() throws
 }
 
 TEST_CASE("a list: failover order kept, every bad entry reported, empty list refused") {
-  auto list = parse_next_hops({"smtp://[::1]:2526?starttls=required", "smtp://10.0.0.2:25", "maildir:/var/mail/out"});
+  auto list =
+      parse_next_hops({"smtp://[::1]:2526?starttls=required", "smtp://10.0.0.2:25", "maildir:/var/mail/out"});
   CHECK(list.errors.empty());
   REQUIRE(list.hops.size() == 3);
   CHECK(std::get<smtp_hop>(list.hops[0].target).host == "::1");

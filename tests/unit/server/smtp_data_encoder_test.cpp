@@ -35,7 +35,8 @@ TEST_CASE("DATA: normalisation, dot-stuffing and terminator") {
   CHECK(encode_whole(".", m::data) == "..\r\n.\r\n");
   CHECK(encode_whole("a\n.\nb", m::data) == "a\r\n..\r\nb\r\n.\r\n");
   CHECK(encode_whole("a\r.\rb", m::data) == "a\r\n..\r\nb\r\n.\r\n");
-  CHECK(encode_whole("a\r\n.\r\n", m::data) == "a\r\n..\r\n.\r\n");  // a lone dot line cannot end the data early
+  CHECK(encode_whole("a\r\n.\r\n", m::data) ==
+        "a\r\n..\r\n.\r\n");  // a lone dot line cannot end the data early
   CHECK(encode_whole("a\r\r\nb", m::data) == "a\r\n\r\nb\r\n.\r\n");
   CHECK(encode_whole("x.y\r\n ..z", m::data) == "x.y\r\n ..z\r\n.\r\n");
   CHECK(encode_whole("a\r", m::data) == "a\r\n.\r\n");
