@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "sanitizers/charset.hpp"
 #include "sanitizers/content_inspect.hpp"
@@ -193,6 +194,19 @@ std::string clean_text(std::string_view s) {
   return out;
 }
 
+message_headers summarize_headers(const header_fields& f) {
+  message_headers h;
+  h.from = f.from_text;
+  h.subject = f.subject;
+  h.date = f.date_text;
+  h.message_id = f.message_id;
+  if (f.to) {
+    gchar_ptr to(internet_address_list_to_string(f.to.get(), nullptr, FALSE));
+    if (to) h.to = to.get();
+  }
+  return h;
+}
+
 class message_sanitizer {
  public:
   message_sanitizer(std::string_view raw, const config::policy& pol, const request& req)
@@ -281,7 +295,8 @@ void message_sanitizer::analyse_warnings(GMimeMessage* message) {
                                w.code == GMIME_CRIT_CONFLICTING_PARAMETER;
         if (!content_related) {
           warn("parser:" + name + ":" + display_safe(item, 40));
-        } else if (!owner) {
+        } else if (!owner || owner == g_mime_message_get_mime_part(message)) {
+          // The top-level entity is in doubt: no region of the message can be trusted.
           hold("ambiguous:" + name);
         } else {
           ambiguous_.emplace(owner, name);
@@ -699,16 +714,39 @@ result message_sanitizer::finish_held(const header_fields* fields) {
   spec.rep = &rep_;
   spec.received = req_.received_by;
   r.output = build_output_message(spec, pol_);
+  if (r.output.empty()) r.output = minimal_hold_message(pol_, req_.quarantine_id);
+  if (fields) r.headers = summarize_headers(*fields);
   r.rep = std::move(rep_);
   r.quarantine_original = true;
   return r;
 }
 
+// For a message held before it is parsed (too large): its header block alone, within the
+// header limit, so the hold notice can still name sender, subject and date.
+std::optional<header_fields> read_header_block_only(std::string_view raw, const config::policy& pol,
+                                                    GMimeParserOptions* options) {
+  std::size_t end = std::min(raw.find("\n\n"), raw.find("\r\n\r\n"));
+  if (end == std::string_view::npos || end > pol.limit.max_header_size) return std::nullopt;
+  std::string block(raw.substr(0, end));
+  block += "\n\n";
+  auto stream = adopt(g_mime_stream_mem_new_with_buffer(block.data(), block.size()));
+  auto parser = adopt(g_mime_parser_new_with_stream(stream.get()));
+  auto message = adopt(g_mime_parser_construct_message(parser.get(), options));
+  if (!message) return std::nullopt;
+  return read_header_fields(message.get(), options, {});
+}
+
 result message_sanitizer::run() {
   ensure_gmime_initialized();
+  parser_options_.reset(g_mime_parser_options_new());
+  g_mime_parser_options_set_rfc2047_compliance_mode(parser_options_.get(), GMIME_RFC_COMPLIANCE_LOOSE);
+  g_mime_parser_options_set_address_compliance_mode(parser_options_.get(), GMIME_RFC_COMPLIANCE_LOOSE);
+  g_mime_parser_options_set_parameter_compliance_mode(parser_options_.get(), GMIME_RFC_COMPLIANCE_LOOSE);
+  g_mime_parser_options_set_allow_addresses_without_domain(parser_options_.get(), TRUE);
   if (raw_.size() > pol_.limit.max_message_size) {
     hold("limit:message-size");
-    return finish_held(nullptr);
+    auto fields = read_header_block_only(raw_, pol_, parser_options_.get());
+    return finish_held(fields ? &*fields : nullptr);
   }
   // The header block limit is checked on the raw bytes before GMime allocates for it.
   {
@@ -732,11 +770,6 @@ result message_sanitizer::run() {
     warn("bare-cr-line-ends");
   }
 
-  parser_options_.reset(g_mime_parser_options_new());
-  g_mime_parser_options_set_rfc2047_compliance_mode(parser_options_.get(), GMIME_RFC_COMPLIANCE_LOOSE);
-  g_mime_parser_options_set_address_compliance_mode(parser_options_.get(), GMIME_RFC_COMPLIANCE_LOOSE);
-  g_mime_parser_options_set_parameter_compliance_mode(parser_options_.get(), GMIME_RFC_COMPLIANCE_LOOSE);
-  g_mime_parser_options_set_allow_addresses_without_domain(parser_options_.get(), TRUE);
   g_mime_parser_options_set_warning_callback(parser_options_.get(), collect_warning, &warnings_);
 
   // GMime reads the caller's buffer in place (a non-owning byte array): copying a 25 MB message
@@ -775,7 +808,7 @@ result message_sanitizer::run() {
 
   // Verdict: clean only when every leaf was shown as the text it already was.
   bool changed = blob_count_ > 0 || summary_.signature_removed || summary_.links_defanged > 0 ||
-                 summary_.links_removed > 0;
+                 summary_.links_removed > 0 || summary_.charset_guessed;
   int removed = 0;
   for (auto& p : rep_.parts) {
     if (p.action == part_action::quarantined || p.action == part_action::discarded) {
@@ -825,6 +858,7 @@ result message_sanitizer::run() {
   }
   result r;
   r.output = std::move(out);
+  r.headers = summarize_headers(fields);
   r.rep = std::move(rep_);
   r.quarantine = std::move(quarantine_);
   r.quarantine_original = changed;

@@ -79,7 +79,17 @@ std::string build_output_message(const output_spec& spec, const config::policy& 
   if (pol.charset == config::output_charset::iso_2022_jp) {
     // Old LGWAN clients read only ISO-2022-JP. Text it cannot represent (e.g. emoji) keeps
     // UTF-8 rather than losing characters.
-    if (auto jis = encode_from_utf8(spec.body, "iso-2022-jp")) {
+    // Strict ISO-2022-JP only: CP932 extensions (①, ㈱) are not in JIS X 0208, and a label that
+    // promises ISO-2022-JP must be readable by any conforming decoder (glibc's is checked).
+    auto jis = encode_from_utf8(spec.body, "iso-2022-jp");
+    if (jis) {
+      gsize written = 0;
+      gchar* back = g_convert(jis->data(), static_cast<gssize>(jis->size()), "UTF-8", "ISO-2022-JP", nullptr,
+                              &written, nullptr);
+      if (!back) jis.reset();
+      g_free(back);
+    }
+    if (jis) {
       body_bytes = std::move(*jis);
       body_charset = "ISO-2022-JP";
       encoding = GMIME_CONTENT_ENCODING_7BIT;
