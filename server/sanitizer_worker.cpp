@@ -7,12 +7,15 @@
 // built before fork, once, in the pool's constructor.
 #include "server/sanitizer_worker.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -22,8 +25,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <array>
@@ -35,7 +36,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
 #include <limits>
 #include <new>
@@ -61,7 +61,7 @@ namespace mukai::server {
 
 namespace {
 
-using clock = std::chrono::steady_clock;
+using steady = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------------------------------------
 // Protocol constants
@@ -84,9 +84,25 @@ constexpr int child_status_fd = 4;
 // overwrites a source it still needs.
 constexpr int high_fd_floor = 10;
 
-constexpr std::size_t stderr_keep = 4096;            // diagnostics kept per exchange
+constexpr std::size_t stderr_keep = 4096;             // diagnostics kept per exchange
 constexpr auto exit_grace = std::chrono::seconds(2);  // a worker that closed its socket exits by then
 constexpr rlim_t worker_max_files = 32;
+
+// AddressSanitizer reserves terabytes of address space for its shadow at start-up, so under
+// RLIMIT_AS an instrumented worker cannot even load, and LeakSanitizer's exit-time scan needs
+// clone() and ptrace, which the worker's filter denies. Those builds (tests only) go without
+// RLIMIT_AS and with leak detection off in the worker.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool limit_address_space = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool limit_address_space = false;
+#else
+constexpr bool limit_address_space = true;
+#endif
+#else
+constexpr bool limit_address_space = true;
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // Small POSIX helpers
@@ -162,9 +178,9 @@ bool write_all(int fd, std::string_view bytes) noexcept {
   return true;
 }
 
-int poll_timeout_ms(clock::time_point deadline) noexcept {
-  auto left = deadline - clock::now();
-  if (left <= clock::duration::zero()) return 0;
+int poll_timeout_ms(steady::time_point deadline) noexcept {
+  auto left = deadline - steady::now();
+  if (left <= steady::duration::zero()) return 0;
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1;
   return static_cast<int>(std::min<long long>(ms, INT_MAX));
 }
@@ -187,7 +203,7 @@ void reap(pid_t pid) noexcept {
 }
 
 // Waits until `until` for the child to exit; true (status set) if it did.
-bool wait_exit(pid_t pid, clock::time_point until, int& status) noexcept {
+bool wait_exit(pid_t pid, steady::time_point until, int& status) noexcept {
   auto pause = std::chrono::milliseconds(1);
   for (;;) {
     pid_t r = ::waitpid(pid, &status, WNOHANG);
@@ -196,7 +212,7 @@ bool wait_exit(pid_t pid, clock::time_point until, int& status) noexcept {
       status = -1;  // ECHILD: gone, status unknown
       return true;
     }
-    if (clock::now() >= until) return false;
+    if (steady::now() >= until) return false;
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
@@ -314,7 +330,9 @@ constexpr std::uint32_t arg_low_offset(std::uint32_t i) {
          (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? 4 : 0);
 }
 
-constexpr std::uint32_t ret_errno(int e) { return SECCOMP_RET_ERRNO | (static_cast<std::uint32_t>(e) & 0xffff); }
+constexpr std::uint32_t ret_errno(int e) {
+  return SECCOMP_RET_ERRNO | (static_cast<std::uint32_t>(e) & 0xffff);
+}
 
 // A = syscall number, after killing a foreign architecture (a 32-bit ABI has other numbers).
 void emit_prologue(bpf_code& c) {
@@ -351,9 +369,7 @@ void emit_deny_by_flags(bpf_code& c, long nr, std::uint32_t arg, std::uint32_t m
 bpf_code network_filter() {
   bpf_code c;
   emit_prologue(c);
-  for (long nr : {static_cast<long>(SYS_socket), static_cast<long>(SYS_socketpair), static_cast<long>(SYS_connect),
-                  static_cast<long>(SYS_bind), static_cast<long>(SYS_listen), static_cast<long>(SYS_accept),
-                  static_cast<long>(SYS_accept4)})
+  for (long nr : {SYS_socket, SYS_socketpair, SYS_connect, SYS_bind, SYS_listen, SYS_accept, SYS_accept4})
     emit_deny(c, nr, EACCES);
 #ifdef SYS_io_uring_setup
   emit_deny(c, SYS_io_uring_setup, EPERM);
@@ -382,33 +398,24 @@ bpf_code worker_filter() {
 #endif
 #if defined(__x86_64__)
   emit_deny_by_flags(c, SYS_open, 1, write_flags, true, EACCES);
-  for (long nr : {static_cast<long>(SYS_fork), static_cast<long>(SYS_vfork)}) emit_deny(c, nr, EPERM);
-  for (long nr : {static_cast<long>(SYS_creat), static_cast<long>(SYS_mkdir), static_cast<long>(SYS_rmdir),
-                  static_cast<long>(SYS_unlink), static_cast<long>(SYS_rename), static_cast<long>(SYS_link),
-                  static_cast<long>(SYS_symlink), static_cast<long>(SYS_chmod), static_cast<long>(SYS_chown),
-                  static_cast<long>(SYS_lchown), static_cast<long>(SYS_mknod), static_cast<long>(SYS_utime),
-                  static_cast<long>(SYS_utimes), static_cast<long>(SYS_futimesat)})
+  for (long nr : {SYS_fork, SYS_vfork}) emit_deny(c, nr, EPERM);
+  for (long nr : {SYS_creat, SYS_mkdir, SYS_rmdir, SYS_unlink, SYS_rename, SYS_link, SYS_symlink, SYS_chmod,
+                  SYS_chown, SYS_lchown, SYS_mknod, SYS_utime, SYS_utimes, SYS_futimesat})
     emit_deny(c, nr, EACCES);
 #endif
-  for (long nr : {static_cast<long>(SYS_execve), static_cast<long>(SYS_execveat), static_cast<long>(SYS_ptrace),
-                  static_cast<long>(SYS_process_vm_readv), static_cast<long>(SYS_process_vm_writev),
-                  static_cast<long>(SYS_mount), static_cast<long>(SYS_umount2), static_cast<long>(SYS_pivot_root),
-                  static_cast<long>(SYS_chroot), static_cast<long>(SYS_unshare), static_cast<long>(SYS_setns),
-                  static_cast<long>(SYS_keyctl), static_cast<long>(SYS_add_key), static_cast<long>(SYS_request_key),
-                  static_cast<long>(SYS_bpf), static_cast<long>(SYS_perf_event_open),
-                  static_cast<long>(SYS_userfaultfd), static_cast<long>(SYS_kexec_load),
-                  static_cast<long>(SYS_init_module), static_cast<long>(SYS_finit_module),
-                  static_cast<long>(SYS_delete_module), static_cast<long>(SYS_reboot), static_cast<long>(SYS_swapon),
-                  static_cast<long>(SYS_swapoff), static_cast<long>(SYS_acct), static_cast<long>(SYS_quotactl),
-                  static_cast<long>(SYS_name_to_handle_at), static_cast<long>(SYS_open_by_handle_at)})
-    emit_deny(c, nr, EPERM);
-  for (long nr : {static_cast<long>(SYS_mkdirat), static_cast<long>(SYS_unlinkat), static_cast<long>(SYS_renameat),
-                  static_cast<long>(SYS_renameat2), static_cast<long>(SYS_linkat), static_cast<long>(SYS_symlinkat),
-                  static_cast<long>(SYS_fchmod), static_cast<long>(SYS_fchmodat), static_cast<long>(SYS_fchown),
-                  static_cast<long>(SYS_fchownat), static_cast<long>(SYS_truncate), static_cast<long>(SYS_mknodat),
-                  static_cast<long>(SYS_utimensat), static_cast<long>(SYS_setxattr), static_cast<long>(SYS_lsetxattr),
-                  static_cast<long>(SYS_fsetxattr), static_cast<long>(SYS_removexattr),
-                  static_cast<long>(SYS_lremovexattr), static_cast<long>(SYS_fremovexattr)})
+  // clang-format off
+  static constexpr long not_for_a_parser[] = {
+      SYS_execve, SYS_execveat, SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev,
+      SYS_mount, SYS_umount2, SYS_pivot_root, SYS_chroot, SYS_unshare, SYS_setns,
+      SYS_keyctl, SYS_add_key, SYS_request_key, SYS_bpf, SYS_perf_event_open, SYS_userfaultfd,
+      SYS_kexec_load, SYS_init_module, SYS_finit_module, SYS_delete_module, SYS_reboot,
+      SYS_swapon, SYS_swapoff, SYS_acct, SYS_quotactl, SYS_name_to_handle_at, SYS_open_by_handle_at};
+  // clang-format on
+  for (long nr : not_for_a_parser) emit_deny(c, nr, EPERM);
+  for (long nr :
+       {SYS_mkdirat, SYS_unlinkat, SYS_renameat, SYS_renameat2, SYS_linkat, SYS_symlinkat, SYS_fchmod,
+        SYS_fchmodat, SYS_fchown, SYS_fchownat, SYS_truncate, SYS_mknodat, SYS_utimensat, SYS_setxattr,
+        SYS_lsetxattr, SYS_fsetxattr, SYS_removexattr, SYS_lremovexattr, SYS_fremovexattr})
     emit_deny(c, nr, EACCES);
 #ifdef SYS_fchmodat2
   emit_deny(c, SYS_fchmodat2, EACCES);
@@ -433,14 +440,22 @@ enum spawn_step : int {
 
 const char* spawn_step_name(int step) {
   switch (step) {
-    case step_signals: return "resetting signals";
-    case step_fds: return "setting up descriptors";
-    case step_close_fds: return "closing descriptors";
-    case step_chdir: return "chdir /";
-    case step_rlimit: return "setrlimit";
-    case step_no_new_privs: return "PR_SET_NO_NEW_PRIVS";
-    case step_seccomp: return "installing the seccomp filter";
-    case step_exec: return "execveat";
+    case step_signals:
+      return "resetting signals";
+    case step_fds:
+      return "setting up descriptors";
+    case step_close_fds:
+      return "closing descriptors";
+    case step_chdir:
+      return "chdir /";
+    case step_rlimit:
+      return "setrlimit";
+    case step_no_new_privs:
+      return "PR_SET_NO_NEW_PRIVS";
+    case step_seccomp:
+      return "installing the seccomp filter";
+    case step_exec:
+      return "execveat";
   }
   return "an unknown step";
 }
@@ -456,7 +471,6 @@ bool dup_onto(int from, int to, bool cloexec) noexcept {
     if (errno != EINTR) return false;
   }
 }
-
 
 using rlimit_resource = decltype(RLIMIT_AS);  // glibc's enum in C++
 
@@ -486,6 +500,7 @@ struct child_plan {
 
   // Handlers do not survive exec, but ignored signals and the blocked mask would: the relay may
   // ignore SIGPIPE or block signals in its threads, and the worker must start from the defaults.
+  // Every signal is blocked on entry (spawn_worker), so no relay handler can run here meanwhile.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   if (::sigemptyset(&dfl.sa_mask) != 0) fail(step_signals);
@@ -545,10 +560,14 @@ struct attempt {
 
 const char* reason_token(failure f) {
   switch (f) {
-    case failure::crash: return "worker:crash";
-    case failure::timeout: return "worker:timeout";
-    case failure::bad_response: return "worker:bad-response";
-    case failure::none: break;
+    case failure::crash:
+      return "worker:crash";
+    case failure::timeout:
+      return "worker:timeout";
+    case failure::bad_response:
+      return "worker:bad-response";
+    case failure::none:
+      break;
   }
   return "worker:crash";
 }
@@ -580,8 +599,11 @@ void drain_stderr(worker_process& w, std::string& keep) {
   }
 }
 
-attempt spawn_worker(const child_plan& plan, int exe_fd, clock::time_point deadline, worker_process& w) {
-  auto fail = [](const char* what) { return attempt{failure::crash, std::string(what) + ": " + errno_text(errno)}; };
+attempt spawn_worker(const child_plan& plan, int exe_fd, steady::time_point deadline, worker_process& w) {
+  auto fail = [](const char* what) {
+    const int e = errno;
+    return attempt{failure::crash, std::string(what) + ": " + errno_text(e)};
+  };
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return fail("socketpair");
   unique_fd parent_sock(pair[0]);
@@ -600,9 +622,28 @@ attempt spawn_worker(const child_plan& plan, int exe_fd, clock::time_point deadl
   if (!status_w.valid()) return fail("fcntl");
 
   const child_fds fds{child_sock.get(), err_w.get(), status_w.get(), exe_fd};
+  // All signals blocked across fork: a signal reaching the child before exec_child has reset the
+  // dispositions would run one of the relay's handlers there (Asio's writes to a pipe it shares
+  // with the relay). The child unblocks once its handlers are the defaults.
+  sigset_t all, previous;
+  if (::sigfillset(&all) != 0) return fail("sigfillset");
+  if (const int e = ::pthread_sigmask(SIG_SETMASK, &all, &previous); e != 0) {
+    errno = e;
+    return fail("pthread_sigmask");
+  }
   const pid_t pid = ::fork();
-  if (pid < 0) return fail("fork");
+  const int fork_errno = errno;
   if (pid == 0) exec_child(plan, fds);
+  if (const int e = ::pthread_sigmask(SIG_SETMASK, &previous, nullptr); e != 0) {
+    // Cannot happen with a mask obtained from the same call; leaving the thread with every
+    // signal blocked would be worse than stopping.
+    std::fprintf(stderr, "mukai: pthread_sigmask: %s\n", errno_text(e).c_str());
+    std::abort();
+  }
+  if (pid < 0) {
+    errno = fork_errno;
+    return fail("fork");
+  }
   child_sock.reset();
   err_w.reset();
   status_w.reset();  // or no EOF when the child's copy closes at exec
@@ -621,7 +662,8 @@ attempt spawn_worker(const child_plan& plan, int exe_fd, clock::time_point deadl
       if (r == 0) return {failure::timeout, "the worker did not start within the timeout"};
       return {failure::crash, "poll: " + errno_text(e)};
     }
-    const ssize_t n = ::read(status_r.get(), reinterpret_cast<char*>(report.data()) + got, sizeof report - got);
+    const ssize_t n =
+        ::read(status_r.get(), reinterpret_cast<char*>(report.data()) + got, sizeof report - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       const int e = errno;
@@ -661,7 +703,7 @@ bool has_stray_output(const worker_process& w) noexcept {
 // The worker closed its socket (EOF, EPIPE, ECONNRESET): find out how it ended.
 attempt conclude_gone(worker_process& w, std::string& diag) {
   int status = 0;
-  if (!wait_exit(w.pid, clock::now() + exit_grace, status)) {
+  if (!wait_exit(w.pid, steady::now() + exit_grace, status)) {
     retire(w);
     return {failure::bad_response, "closed its socket but did not exit"};
   }
@@ -677,7 +719,7 @@ attempt conclude_gone(worker_process& w, std::string& diag) {
 
 // Sends the request (head then raw) and reads one framed response into payload, all within the
 // deadline, draining stderr on the way. Any failure leaves the worker retired (killed, reaped).
-attempt exchange(worker_process& w, std::string_view head, std::string_view raw, clock::time_point deadline,
+attempt exchange(worker_process& w, std::string_view head, std::string_view raw, steady::time_point deadline,
                  std::uint64_t max_response, std::string& payload, std::string& diag) {
   const std::array<std::string_view, 2> pieces{head, raw};
   std::size_t piece = 0, offset = 0;
@@ -718,8 +760,9 @@ attempt exchange(worker_process& w, std::string_view head, std::string_view raw,
     if (sending && (ev & (POLLOUT | POLLERR | POLLHUP)) != 0) {
       const std::string_view rest = pieces[piece].substr(offset);
       // MSG_NOSIGNAL: a dead worker must give EPIPE, not a SIGPIPE that kills the relay.
-      const ssize_t n = ::send(w.sock.get(), rest.data(), std::min<std::size_t>(rest.size(), std::size_t{1} << 20),
-                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n =
+          ::send(w.sock.get(), rest.data(), std::min<std::size_t>(rest.size(), std::size_t{1} << 20),
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0) {
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
         if (errno == EPIPE || errno == ECONNRESET) return conclude_gone(w, diag);
@@ -747,15 +790,16 @@ attempt exchange(worker_process& w, std::string_view head, std::string_view raw,
       if (n == 0 && want != 0) return conclude_gone(w, diag);
       got += static_cast<std::size_t>(n);
       if (!have_header && got == header.size()) {
-        const auto length = parse_frame_header(std::string_view(header.data(), header.size()), response_magic);
+        const auto length =
+            parse_frame_header(std::string_view(header.data(), header.size()), response_magic);
         if (!length) {
           retire(w);
           return {failure::bad_response, "the response does not start with a response frame header"};
         }
         if (*length > max_response) {
           retire(w);
-          return {failure::bad_response, "a response of " + std::to_string(*length) + " bytes exceeds the limit of " +
-                                             std::to_string(max_response)};
+          return {failure::bad_response, "a response of " + std::to_string(*length) +
+                                             " bytes exceeds the limit of " + std::to_string(max_response)};
         }
         have_header = true;
         need = *length;
@@ -777,8 +821,9 @@ attempt exchange(worker_process& w, std::string_view head, std::string_view raw,
 // Decoding and validating a response
 
 bool is_sha256_hex(std::string_view s) {
-  return s.size() == 64 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 std::optional<std::string> decode_response(std::string_view payload, sanitize::result& r) {
@@ -882,19 +927,20 @@ std::optional<std::string> validate_result(const sanitize::result& r, const std:
     const auto digest = sha256_hex(p.bytes);
     if (!digest) return "SHA-256 computation failed";
     if (*digest != p.sha256) return "part " + p.path + ": the bytes do not hash to the reported SHA-256";
-    const bool listed = std::any_of(r.rep.parts.begin(), r.rep.parts.end(), [&](const sanitize::part_report& rp) {
-      return rp.path == p.path && rp.action == sanitize::part_action::quarantined && rp.sha256 == p.sha256 &&
-             rp.size == p.bytes.size();
-    });
+    const bool listed =
+        std::any_of(r.rep.parts.begin(), r.rep.parts.end(), [&](const sanitize::part_report& rp) {
+          return rp.path == p.path && rp.action == sanitize::part_action::quarantined &&
+                 rp.sha256 == p.sha256 && rp.size == p.bytes.size();
+        });
     if (!listed) return "part " + p.path + ": not reported as quarantined with this digest and size";
   }
   if (r.rep.result == sanitize::verdict::sanitized) {
     // The notice tells the reader these parts are kept: each must come with its bytes.
     for (const auto& rp : r.rep.parts) {
       if (rp.action != sanitize::part_action::quarantined) continue;
-      const bool delivered = std::any_of(r.quarantine.begin(), r.quarantine.end(), [&](const sanitize::removed_part& p) {
-        return p.path == rp.path && p.sha256 == rp.sha256;
-      });
+      const bool delivered = std::any_of(
+          r.quarantine.begin(), r.quarantine.end(),
+          [&](const sanitize::removed_part& p) { return p.path == rp.path && p.sha256 == rp.sha256; });
       if (!delivered) return "part " + rp.path + ": reported as quarantined but its bytes are missing";
     }
   }
@@ -930,12 +976,14 @@ std::string printable(std::string_view s) {
 }
 
 std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
-  return a > std::numeric_limits<std::uint64_t>::max() - b ? std::numeric_limits<std::uint64_t>::max() : a + b;
+  return a > std::numeric_limits<std::uint64_t>::max() - b ? std::numeric_limits<std::uint64_t>::max()
+                                                           : a + b;
 }
 
 std::uint64_t saturating_mul(std::uint64_t a, std::uint64_t b) {
-  return b != 0 && a > std::numeric_limits<std::uint64_t>::max() / b ? std::numeric_limits<std::uint64_t>::max()
-                                                                     : a * b;
+  return b != 0 && a > std::numeric_limits<std::uint64_t>::max() / b
+             ? std::numeric_limits<std::uint64_t>::max()
+             : a * b;
 }
 
 }  // namespace
@@ -953,9 +1001,9 @@ struct sanitizer_pool::counters {
 };
 
 struct sanitizer_pool::slot {
-  bool busy = false;                   // guarded by the pool's mutex
-  std::optional<worker_process> w;     // touched only by the thread holding the slot
-  std::atomic<pid_t> pid_view{-1};     // for worker_pids() from other threads
+  bool busy = false;                // guarded by the pool's mutex
+  std::optional<worker_process> w;  // touched only by the thread holding the slot
+  std::atomic<pid_t> pid_view{-1};  // for worker_pids() from other threads
 };
 
 worker_options worker_options_from_config(const config::mukai_config& cfg, std::filesystem::path binary,
@@ -976,8 +1024,9 @@ sanitizer_pool::sanitizer_pool(worker_options options)
     : options_(std::move(options)), counters_(std::make_unique<counters>()) {
   if (options_.count == 0) throw std::invalid_argument("sanitizer pool: worker count must be at least 1");
   if (options_.memory_limit < min_worker_memory)
-    throw std::invalid_argument("sanitizer pool: worker memory limit " + std::to_string(options_.memory_limit) +
-                                " is below the minimum of " + std::to_string(min_worker_memory) + " bytes");
+    throw std::invalid_argument("sanitizer pool: worker memory limit " +
+                                std::to_string(options_.memory_limit) + " is below the minimum of " +
+                                std::to_string(min_worker_memory) + " bytes");
   if (options_.timeout <= std::chrono::milliseconds::zero())
     throw std::invalid_argument("sanitizer pool: worker timeout must be positive");
   if (options_.max_messages_per_worker == 0)
@@ -988,11 +1037,13 @@ sanitizer_pool::sanitizer_pool(worker_options options)
   c.arg_strings = {"mukai", "worker"};
   if (!options_.config_file.empty()) {
     c.arg_strings.emplace_back("--config");
-    c.arg_strings.push_back(std::filesystem::absolute(options_.config_file).string());  // the child runs in "/"
+    c.arg_strings.push_back(
+        std::filesystem::absolute(options_.config_file).string());  // the child runs in "/"
   }
   for (auto& a : c.arg_strings) c.argv.push_back(a.data());
   c.argv.push_back(nullptr);
   c.env_strings = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+  if (!limit_address_space) c.env_strings.emplace_back("ASAN_OPTIONS=detect_leaks=0");
   for (auto& e : c.env_strings) c.envp.push_back(e.data());
   c.envp.push_back(nullptr);
   c.filter = network_filter();
@@ -1004,25 +1055,35 @@ sanitizer_pool::sanitizer_pool(worker_options options)
   // Soft: enough for start-up and the first message (the worker re-arms it per message).
   // Hard: the whole life of a worker, which a compromised worker cannot raise.
   const rlim_t cpu_soft = plan->cpu_seconds;
-  const rlim_t cpu_hard = saturating_mul(plan->cpu_seconds, saturating_add(options_.max_messages_per_worker, 1));
+  const rlim_t cpu_hard =
+      saturating_mul(plan->cpu_seconds, saturating_add(options_.max_messages_per_worker, 1));
   const rlim_t memory = options_.memory_limit;
   c.limits = {
-      {RLIMIT_AS, {memory, memory}},
       {RLIMIT_CPU, {cpu_soft, cpu_hard}},
       {RLIMIT_NOFILE, {worker_max_files, worker_max_files}},
       {RLIMIT_FSIZE, {0, 0}},
       {RLIMIT_NPROC, {0, 0}},
       {RLIMIT_CORE, {0, 0}},
   };
+  if (limit_address_space) c.limits.push_back({RLIMIT_AS, {memory, memory}});
 
   for (std::size_t i = 0; i < options_.count; ++i) slots_.push_back(std::make_unique<slot>());
 
   const int fd = ::open(options_.binary.c_str(), O_PATH | O_CLOEXEC);
-  if (fd < 0) throw errno_error(errno, "cannot open the worker binary " + options_.binary.string());
+  if (fd < 0) {
+    const int e = errno;
+    throw errno_error(e, "cannot open the worker binary " + options_.binary.string());
+  }
   unique_fd exe(raise_fd(fd));
-  if (!exe.valid()) throw errno_error(errno, "fcntl");
+  if (!exe.valid()) {
+    const int e = errno;
+    throw errno_error(e, "fcntl");
+  }
   struct stat st {};
-  if (::fstat(exe.get(), &st) != 0) throw errno_error(errno, "cannot stat " + options_.binary.string());
+  if (::fstat(exe.get(), &st) != 0) {
+    const int e = errno;
+    throw errno_error(e, "cannot stat " + options_.binary.string());
+  }
   if (!S_ISREG(st.st_mode)) throw errno_error(EACCES, options_.binary.string() + " is not a regular file");
   plan_ = std::move(plan);
   exe_fd_ = exe.release();
@@ -1077,7 +1138,6 @@ job_outcome sanitizer_pool::sanitize_for_test(worker_test_hook hook, std::uint32
 job_outcome sanitizer_pool::run(worker_test_hook hook, std::uint32_t hook_argument, std::string_view raw,
                                 quarantine_store& store, const quarantine_envelope& envelope,
                                 std::string received_by) {
-  const auto deadline = clock::now() + options_.timeout;
   // Chosen here, not by the worker: the report must name this ID, so a worker cannot make the
   // notice point at another quarantine item.
   const std::string id = new_quarantine_id();
@@ -1094,6 +1154,8 @@ job_outcome sanitizer_pool::run(worker_test_hook hook, std::uint32_t hook_argume
   pid_t pid = -1;
   {
     slot& s = acquire();
+    // The timeout starts with a worker of our own: waiting for one is not the message's fault.
+    const auto deadline = steady::now() + options_.timeout;
     struct slot_guard {
       sanitizer_pool* pool;
       slot* held;
@@ -1167,14 +1229,24 @@ job_outcome sanitizer_pool::run(worker_test_hook hook, std::uint32_t hook_argume
 
   if (kind != failure::none) {
     switch (kind) {
-      case failure::crash: counters_->crashes.fetch_add(1); break;
-      case failure::timeout: counters_->timeouts.fetch_add(1); break;
-      default: counters_->bad_responses.fetch_add(1); break;
+      case failure::crash:
+        counters_->crashes.fetch_add(1);
+        break;
+      case failure::timeout:
+        counters_->timeouts.fetch_add(1);
+        break;
+      default:
+        counters_->bad_responses.fetch_add(1);
+        break;
     }
     if (options_.log) {
       std::string line = "sanitizer worker";
       if (pid > 0) line += " " + std::to_string(pid);
-      line += ": " + std::string(reason_token(kind)) + ": " + detail + "; message held as quarantine ID " + id;
+      // detail and diag carry bytes chosen by the worker (a part path, a content type, its
+      // stderr): printable() keeps them from forging log lines.
+      if (detail.size() > 512) detail.resize(512);
+      line += ": " + std::string(reason_token(kind)) + ": " + printable(detail) +
+              "; message held as quarantine ID " + id;
       if (!diag.empty()) line += "; stderr: " + printable(diag);
       options_.log(line);
     }
@@ -1340,9 +1412,15 @@ void describe_sandbox(std::vector<std::string>& out) {
 
 void run_before_hook(worker_test_hook hook, std::uint32_t argument, std::vector<std::string>& warnings) {
   switch (hook) {
-    case worker_test_hook::crash: std::abort();
-    case worker_test_hook::hang: sleep_forever();
-    case worker_test_hook::exit_nonzero: ::_exit(3);
+    case worker_test_hook::crash:
+      std::abort();
+    case worker_test_hook::hang:
+      sleep_forever();
+    case worker_test_hook::delay:
+      std::this_thread::sleep_for(std::chrono::milliseconds(argument));
+      break;
+    case worker_test_hook::exit_nonzero:
+      ::_exit(3);
     case worker_test_hook::garbage:
       (void)write_all(1, "HTTP/1.0 200 OK\r\n\r\nthis is not a worker response\n");
       sleep_forever();
@@ -1373,7 +1451,8 @@ void run_before_hook(worker_test_hook hook, std::uint32_t argument, std::vector<
       (void)::close(s);
       break;
     }
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -1389,14 +1468,19 @@ std::string encode_response(sanitize::result& r, worker_test_hook hook) {
           b[0] = static_cast<char>(b[0] ^ 1);
       }
       break;
-    case worker_test_hook::tamper_output: r.output += "\n"; break;
+    case worker_test_hook::tamper_output:
+      r.output += "\n";
+      break;
     case worker_test_hook::multipart_output: {
       const auto at = r.output.find("Content-Type: text/plain");
       if (at != std::string::npos) r.output.replace(at, 24, "Content-Type: multipart/mixed");
       break;
     }
-    case worker_test_hook::wrong_quarantine_id: r.rep.quarantine_id = "20000101T000000Z-0000000000"; break;
-    default: break;
+    case worker_test_hook::wrong_quarantine_id:
+      r.rep.quarantine_id = "20000101T000000Z-0000000000";
+      break;
+    default:
+      break;
   }
   boost::json::object report = sanitize::to_json(r.rep);
   if (hook == worker_test_hook::tamper_report) report["verdict"] = "malicious";
@@ -1404,7 +1488,8 @@ std::string encode_response(sanitize::result& r, worker_test_hook hook) {
 
   std::size_t size = 64 + r.output.size() + report_text.size() + r.headers.from.size() + r.headers.to.size() +
                      r.headers.subject.size() + r.headers.date.size() + r.headers.message_id.size();
-  for (const auto& p : r.quarantine) size += 32 + p.path.size() + p.sha256.size() + p.filename.size() + p.bytes.size();
+  for (const auto& p : r.quarantine)
+    size += 32 + p.path.size() + p.sha256.size() + p.filename.size() + p.bytes.size();
   std::string body;
   body.reserve(size);
   put_u32(body, 0);
@@ -1429,8 +1514,8 @@ std::string encode_response(sanitize::result& r, worker_test_hook hook) {
 int serve_requests(const config::mukai_config& cfg) {
   // The relay never spools more than smtp.max_message_size; the engine holds anything above the
   // policy's limit itself. 1 MiB covers the ID and the trace line.
-  const std::uint64_t limit =
-      saturating_add(std::max<std::uint64_t>(cfg.smtp.max_message_size, cfg.pol.limit.max_message_size), 1u << 20);
+  const std::uint64_t limit = saturating_add(
+      std::max<std::uint64_t>(cfg.smtp.max_message_size, cfg.pol.limit.max_message_size), 1u << 20);
   std::array<char, frame_header_size> header{};
   for (;;) {
     const ssize_t n = read_full(0, header.data(), header.size());
@@ -1439,7 +1524,8 @@ int serve_requests(const config::mukai_config& cfg) {
     const auto length = parse_frame_header(std::string_view(header.data(), header.size()), request_magic);
     if (!length || *length > limit) return exit_bad_request;
     std::string payload(static_cast<std::size_t>(*length), '\0');
-    if (read_full(0, payload.data(), payload.size()) != static_cast<ssize_t>(payload.size())) return exit_bad_request;
+    if (read_full(0, payload.data(), payload.size()) != static_cast<ssize_t>(payload.size()))
+      return exit_bad_request;
 
     byte_reader in(payload);
     const auto hook = static_cast<worker_test_hook>(in.u32());
@@ -1509,7 +1595,8 @@ int run_sanitizer_worker(const std::vector<std::string>& args) {
     config::mukai_config cfg;
     if (config_file) {
       auto loaded = config::load_config_file(*config_file);
-      for (const auto& e : loaded.errors) std::fprintf(stderr, "mukai worker: %s\n", config::to_string(e).c_str());
+      for (const auto& e : loaded.errors)
+        std::fprintf(stderr, "mukai worker: %s\n", config::to_string(e).c_str());
       if (!loaded.config) return exit_config;
       cfg = std::move(*loaded.config);
     } else {

@@ -13,40 +13,51 @@
 //    configuration as the relay, reads requests on stdin, answers on stdout.
 //
 // Process model: a pool of `count` long-lived workers, each retired (SIGKILL + reap) after
-// max_messages_per_worker messages (Postfix's max_use idea), after any failure, when it wrote
-// bytes nobody asked for, and on restart_workers(). Why not one process per message: a fresh
-// `mukai` costs about 10 ms of CPU and 25-35 ms of wall time here before it sanitizes anything
-// (dynamic linking of GMime/ICU/libmagic, loading the magic database, a new network namespace),
-// which alone would cap two cores near 200 msg/s against the 600-800 msg/s target of issue 3.
-// What reuse costs: a worker compromised by one message could tamper with the next ones it
-// serves; recycling bounds that to max_messages_per_worker, the parent validates every response
-// (below), and the sandbox leaves a compromised worker no network and no file to write.
-// Workers start on first use (a slot without a live worker spawns one) and then stay.
+// max_messages_per_worker messages (Postfix's max_use idea), after any failure, when it wrote bytes
+// nobody asked for, and on restart_workers(). Workers start on first use (a slot without a live
+// worker spawns one) and then stay. Why not one process per message: exec, dynamic linking of
+// GMime/ICU/libmagic, loading the magic database and the first message's warm-up cost tens of
+// milliseconds per process. Measured here (2 cores, shared with other builds, 600 corpus messages
+// up to 100 KB, quarantine on tmpfs): one worker per message 19-22 msg/s; two long-lived workers
+// 230-440 msg/s, against in-process sanitize_one on two threads 210-250 msg/s (in-process threads
+// barely scale there, processes do). The issue 3 target is 600-800 msg/s. What reuse costs: a
+// worker compromised by one message could tamper with the next ones it serves; recycling bounds
+// that to max_messages_per_worker, the parent validates every response (below), and the sandbox
+// leaves a compromised worker no network and no file to write. A worker that writes stray bytes
+// late (after the parent's idle check) costs the next message a hold ("worker:bad-response"): fail
+// closed, never a wrong verdict.
 //
 // Sandbox. Applied by the parent in the child between fork and exec, because then it holds from
 // the worker's first instruction whatever the binary does, and it uses only async-signal-safe
-// system calls (the relay is multi-threaded, so nothing may allocate or lock after fork):
+// system calls (the relay is multi-threaded, so nothing may allocate or lock after fork; all
+// signals are blocked across fork so that no relay handler runs in the child):
 //   fds: 0 and 1 are one end of a socketpair to the parent, 2 a pipe the parent drains (kept for
-//   diagnostics, bounded), every other descriptor closed (close_range); all signal handlers reset
-//   and the mask cleared; cwd "/"; environment exactly PATH=/usr/sbin:/usr/bin:/sbin:/bin
-//   (GLib reads G_DEBUG, G_SLICE..., libmagic MAGIC: none may leak in from the relay);
-//   RLIMIT_AS = memory_limit; RLIMIT_CPU soft = timeout + 5 s, hard = the lifetime budget (the
-//   worker lowers the soft limit to "used + timeout + 5 s" before each message; it is a backstop
-//   for an orphaned spinning worker, the parent's wall clock is the real limit); RLIMIT_NOFILE 32;
-//   RLIMIT_FSIZE 0; RLIMIT_NPROC 0 (no fork and no threads for a non-root user; root ignores it);
-//   RLIMIT_CORE 0 (a core file would put mail on disk); unshare(CLONE_NEWNET) (works as root:
-//   only a down loopback; its failure is tolerated because the next layer holds alone);
-//   PR_SET_NO_NEW_PRIVS; a seccomp filter making socket, socketpair, connect, bind, listen,
-//   accept, accept4 fail with EACCES and io_uring_* with EPERM (io_uring would bypass the
-//   filter). The filter is a hand-written classic BPF program rather than libseccomp's: it is
-//   built before fork and installed with one prctl, so nothing allocates in the child, and it
-//   needs no new library. x86_64 and aarch64 only (other architectures fail to compile).
+//   diagnostics, bounded), every other descriptor closed (close_range); all signal dispositions
+//   reset and the mask cleared; cwd "/"; environment exactly PATH=/usr/sbin:/usr/bin:/sbin:/bin
+//   (GLib reads G_DEBUG, G_SLICE..., libmagic MAGIC: none may leak in from the relay); RLIMIT_AS =
+//   memory_limit (not in AddressSanitizer builds, whose shadow mapping cannot load under it; those
+//   also get ASAN_OPTIONS=detect_leaks=0, LeakSanitizer needing ptrace); RLIMIT_CPU soft = timeout
+//   + 5 s, hard = that x (max_messages_per_worker + 1) (the worker re-arms the soft limit to "used
+//   + timeout + 5 s" before each message; a backstop for an orphaned spinning worker, the parent's
+//   wall clock is the real limit); RLIMIT_NOFILE 32; RLIMIT_FSIZE 0; RLIMIT_NPROC 0 (no fork and no
+//   threads for a non-root user; root ignores it); RLIMIT_CORE 0 (a core file would put mail on
+//   disk); unshare(CLONE_NEWNET) (works as root: only a down loopback; its failure is tolerated
+//   because the filter holds alone); PR_SET_NO_NEW_PRIVS; a seccomp filter making socket,
+//   socketpair, connect, bind, listen, accept, accept4 fail with EACCES and io_uring_* with EPERM
+//   (io_uring would bypass the filter). The filter is a hand-written classic BPF program rather
+//   than libseccomp's: it is built before fork and installed with one prctl, so nothing allocates
+//   in the child, and it needs no new library. x86_64 and aarch64 only (other architectures fail to
+//   compile).
 // At its start `mukai worker` adds what only makes sense after exec: PR_SET_DUMPABLE 0, a
 // self-check that refuses to run (exit 71) unless no_new_privs is set and socket() fails with
 // EACCES (so the worker never runs unsandboxed, e.g. started by hand), and a second filter:
-// execve, execveat, fork, vfork, ptrace, process_vm_*, mount, unshare, setns, keyctl, bpf,
-// perf_event_open, userfaultfd... -> EPERM; opening a file for writing, creating, renaming,
-// removing, linking, chmod/chown of files -> EACCES. The worker needs no file-system writes.
+// execve, execveat, fork, vfork, clone without CLONE_THREAD, ptrace, process_vm_*, mount,
+// unshare, setns, keyctl, bpf, perf_event_open, userfaultfd, module loading... -> EPERM; clone3
+// and openat2 (flags in memory a filter cannot read) -> ENOSYS, so glibc falls back to clone and
+// openat; opening a file for writing, creating, renaming, removing, linking, chmod/chown,
+// truncate, xattrs -> EACCES. The worker needs no file-system writes. A deny list rather than an
+// allow list: GLib, GMime, ICU and libmagic use a wide, version-dependent set of system calls,
+// and an allow list missing one would hold every message after a library upgrade.
 // Not used: PR_SET_PDEATHSIG, because it fires when the spawning *thread* exits and a pool
 // worker outlives the caller thread that spawned it; an orphaned worker ends at EOF on stdin or
 // at its CPU limit.
@@ -101,13 +112,13 @@
 namespace mukai::server {
 
 struct worker_options {
-  std::filesystem::path binary;       // the mukai executable; the relay passes current_executable()
-  std::filesystem::path config_file;  // given to the worker as --config; empty: the embedded default
-  config::policy policy;              // the policy the worker will load (hold notices are built here)
-  std::size_t count = 2;              // workers, and so concurrent sanitize() calls
-  std::chrono::milliseconds timeout{60'000};           // wall clock per message, spawning included
-  std::uint64_t memory_limit = 512ull * 1024 * 1024;   // RLIMIT_AS; at least min_worker_memory
-  std::size_t max_messages_per_worker = 100;           // then the worker is replaced
+  std::filesystem::path binary;               // the mukai executable; the relay passes current_executable()
+  std::filesystem::path config_file;          // given to the worker as --config; empty: the embedded default
+  config::policy policy;                      // the policy the worker will load (hold notices are built here)
+  std::size_t count = 2;                      // workers, and so concurrent sanitize() calls
+  std::chrono::milliseconds timeout{60'000};  // wall clock per message, spawning included
+  std::uint64_t memory_limit = 512ull * 1024 * 1024;  // RLIMIT_AS; at least min_worker_memory
+  std::size_t max_messages_per_worker = 100;          // then the worker is replaced
   std::uint64_t max_response_size = 0;  // 0: 2 x message + 2 x policy max_decoded_output + 16 MiB
   // One line per worker failure or spawn error, with the quarantine ID and the worker's stderr.
   // Called from the caller's thread, must be thread-safe; empty: failures are not logged.
@@ -133,6 +144,7 @@ enum class worker_test_hook : std::uint32_t {
   none = 0,
   crash,                // abort() before sanitizing
   hang,                 // sleep forever
+  delay,                // sleep <argument> milliseconds, then sanitize normally
   exit_nonzero,         // _exit(3) before answering
   garbage,              // write bytes that are not a response, then sleep
   oversized,            // announce a response of 1 TiB
@@ -149,9 +161,9 @@ enum class worker_test_hook : std::uint32_t {
 };
 
 struct worker_pool_stats {
-  std::uint64_t spawned = 0;        // processes started (exec succeeded)
-  std::uint64_t completed = 0;      // responses accepted
-  std::uint64_t crashes = 0;        // including spawn failures
+  std::uint64_t spawned = 0;    // processes started (exec succeeded)
+  std::uint64_t completed = 0;  // responses accepted
+  std::uint64_t crashes = 0;    // including spawn failures
   std::uint64_t timeouts = 0;
   std::uint64_t bad_responses = 0;  // malformed, oversized or failed validation
   std::uint64_t recycled = 0;       // retired after max_messages_per_worker or a stray write
@@ -198,10 +210,10 @@ class sanitizer_pool {
   void release(slot& s) noexcept;
 
   worker_options options_;
-  int exe_fd_ = -1;                          // the binary, O_PATH, above the fds a child renumbers
-  std::unique_ptr<const spawn_plan> plan_;   // argv, environment, limits, filter: built once
+  int exe_fd_ = -1;                         // the binary, O_PATH, above the fds a child renumbers
+  std::unique_ptr<const spawn_plan> plan_;  // argv, environment, limits, filter: built once
   std::unique_ptr<counters> counters_;
-  mutable std::mutex mutex_;                 // guards slot ownership (slot::busy)
+  mutable std::mutex mutex_;  // guards slot ownership (slot::busy)
   std::condition_variable free_;
   std::vector<std::unique_ptr<slot>> slots_;
   std::atomic<std::uint64_t> generation_{0};

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <boost/json/parse.hpp>
+#include <cctype>
 #include <chrono>
 #include <fstream>
 #include <mutex>
@@ -44,6 +45,19 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
+
+// Instrumented builds run workers without RLIMIT_AS (see sanitizer_worker.cpp).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool address_space_limited = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool address_space_limited = false;
+#else
+constexpr bool address_space_limited = true;
+#endif
+#else
+constexpr bool address_space_limited = true;
+#endif
 
 class temp_dir {
  public:
@@ -189,14 +203,21 @@ void check_original_quarantined(const test_store& ts, const job_outcome& o, std:
   CHECK(meta->at("original").at("stored").as_bool());
 }
 
-// The top-level Date field blanked: for an original without a Date the engine writes the time
-// of sanitizing, which differs between two runs a second apart.
-std::string without_date(std::string message) {
+// The output with its header block in lower case and the top-level Date field blanked. For an
+// original without a Date the engine writes the time of sanitizing, which differs between two
+// runs a second apart; and GMime spells a charset in an encoded word as a message processed
+// earlier by the same process spelled it (=?US-ASCII?Q? after a "US-ASCII" message, =?us-ascii?Q?
+// otherwise), so a long-lived worker and this process can differ in case there.
+std::string normalized(std::string message) {
   const auto end = message.find("\r\n\r\n");
-  auto at = message.rfind("\r\nDate: ", end);
-  if (at == std::string::npos || at > end) return message;
-  const auto eol = message.find("\r\n", at + 2);
-  message.replace(at + 2, eol - at - 2, "Date: (blanked)");
+  const auto at = message.rfind("\r\nDate: ", end);
+  if (at != std::string::npos && end != std::string::npos && at < end) {
+    const auto eol = message.find("\r\n", at + 2);
+    message.replace(at + 2, eol - at - 2, "Date: (blanked)");
+  }
+  const auto header_end = message.find("\r\n\r\n");
+  for (std::size_t i = 0; i < header_end && i < message.size(); ++i)
+    message[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(message[i])));
   return message;
 }
 
@@ -255,7 +276,7 @@ TEST_CASE("messages through the worker give exactly the in-process engine's resu
     sanitize::request req{id, received};
     const sanitize::result local = sanitize::sanitize_message(raw, pol, req);
     seen.insert(local.rep.result);
-    CHECK(without_date(o.result.output) == without_date(local.output));
+    CHECK(normalized(o.result.output) == normalized(local.output));
     CHECK(sanitize::to_json_text(o.result.rep) == sanitize::to_json_text(local.rep));
     CHECK(o.result.headers.from == local.headers.from);
     CHECK(o.result.headers.to == local.headers.to);
@@ -283,7 +304,8 @@ TEST_CASE("messages through the worker give exactly the in-process engine's resu
   auto st = pool.stats();
   CHECK(st.completed == messages.size());
   CHECK(st.crashes + st.timeouts + st.bad_responses == 0);
-  CHECK(st.spawned <= 2);  // long-lived workers: no respawn below max_messages_per_worker
+  // Long-lived workers: a respawn only after max_messages_per_worker (100) messages.
+  CHECK(st.spawned <= 2 + messages.size() / 100);
 }
 
 TEST_CASE("a crashing worker holds the message and quarantines the original whole") {
@@ -342,6 +364,78 @@ TEST_CASE("a hanging worker is killed at the timeout and the message held") {
   CHECK(pool.worker_pids().empty());
   CHECK(pool.stats().timeouts == 1);
   CHECK(count_zombie_children() == 0);
+}
+
+TEST_CASE("a large message crosses the protocol whole in both directions") {
+  // 15 MB of binary in base64 (about 20 MB on the wire): many partial sends and receives.
+  std::string binary(15u * 1024 * 1024, '\0');
+  std::uint32_t x = 12345;
+  for (auto& c : binary) {
+    x = x * 1103515245u + 12345u;
+    c = static_cast<char>(x >> 24);
+  }
+  static constexpr char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string encoded;
+  encoded.reserve(binary.size() * 4 / 3 + binary.size() / 38);
+  std::size_t line = 0;
+  for (std::size_t i = 0; i + 2 < binary.size(); i += 3) {
+    const auto a = static_cast<unsigned char>(binary[i]), b = static_cast<unsigned char>(binary[i + 1]),
+               c = static_cast<unsigned char>(binary[i + 2]);
+    encoded += b64[a >> 2];
+    encoded += b64[((a & 3) << 4) | (b >> 4)];
+    encoded += b64[((b & 15) << 2) | (c >> 6)];
+    encoded += b64[c & 63];
+    if ((line += 4) == 76) {
+      encoded += "\r\n";
+      line = 0;
+    }
+  }
+  const std::string raw = crlf(
+                              "From: a@example.com\n"
+                              "To: b@example.lg.jp\n"
+                              "Subject: big\n"
+                              "Date: Sun, 22 Nov 2026 10:00:00 +0900\n"
+                              "MIME-Version: 1.0\n"
+                              "Content-Type: multipart/mixed; boundary=\"b1\"\n"
+                              "\n"
+                              "--b1\n"
+                              "Content-Type: text/plain\n"
+                              "\n"
+                              "big one\n"
+                              "--b1\n"
+                              "Content-Type: application/octet-stream; name=\"blob.bin\"\n"
+                              "Content-Transfer-Encoding: base64\n"
+                              "\n") +
+                          encoded + crlf("\n--b1--\n");
+  test_store ts;
+  sanitizer_pool pool(test_options(1));
+  job_outcome r = pool.sanitize(raw, ts.store, {});
+  CHECK_FALSE(r.store_error);
+  REQUIRE(r.result.rep.result == sanitize::verdict::sanitized);
+  REQUIRE(r.result.quarantine.size() == 1);
+  CHECK(r.result.quarantine[0].bytes.size() == binary.size() / 3 * 3);
+  CHECK(r.result.quarantine[0].bytes == binary.substr(0, binary.size() / 3 * 3));
+  CHECK(read_file(*ts.store.item_dir(*r.result.rep.quarantine_id) / "original.eml") == raw);
+}
+
+TEST_CASE("waiting for a busy worker does not count against a message's timeout") {
+  test_store ts;
+  auto o = test_options(1);
+  o.timeout = 1500ms;
+  sanitizer_pool pool(std::move(o));
+  REQUIRE(pool.sanitize(plain_message, ts.store, {}).result.rep.result == sanitize::verdict::clean);
+  // Three callers, one worker, 700 ms each: the last one waits about 1.4 s for the worker.
+  std::atomic<int> clean{0};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 3; ++i) {
+    callers.emplace_back([&] {
+      job_outcome r = pool.sanitize_for_test(worker_test_hook::delay, 700, plain_message, ts.store, {});
+      if (r.result.rep.result == sanitize::verdict::clean) ++clean;
+    });
+  }
+  for (auto& c : callers) c.join();
+  CHECK(clean == 3);
+  CHECK(pool.stats().timeouts == 0);
 }
 
 TEST_CASE("a response that is malformed, oversized or inconsistent is held as worker:bad-response") {
@@ -408,6 +502,7 @@ TEST_CASE("bytes after a response make the worker be replaced before the next me
 }
 
 TEST_CASE("a memory bomb under RLIMIT_AS costs one worker, not the relay") {
+  if (!address_space_limited) return;  // without the limit the bomb would eat the machine
   test_store ts;
   auto o = test_options(1);
   o.memory_limit = min_worker_memory;
@@ -469,7 +564,7 @@ TEST_CASE("the worker runs in the documented sandbox") {
   job_outcome r = pool.sanitize_for_test(worker_test_hook::report_sandbox, 0, plain_message, ts.store, {});
   REQUIRE(r.result.rep.result == sanitize::verdict::clean);
   const std::string as = std::to_string(300ull * 1024 * 1024);
-  CHECK(warning_value(r, "test:rlimit-as") == as + "/" + as);
+  if (address_space_limited) CHECK(warning_value(r, "test:rlimit-as") == as + "/" + as);
   CHECK(warning_value(r, "test:rlimit-nofile") == "32/32");
   CHECK(warning_value(r, "test:rlimit-fsize") == "0/0");
   CHECK(warning_value(r, "test:rlimit-nproc") == "0/0");
@@ -485,7 +580,8 @@ TEST_CASE("the worker runs in the documented sandbox") {
   CHECK(warning_value(r, "test:seccomp") == "2");
   CHECK(warning_value(r, "test:seccomp-filters") == "2");
   CHECK(warning_value(r, "test:fds") == "0,1,2");
-  CHECK(warning_value(r, "test:env") == "PATH=/usr/sbin:/usr/bin:/sbin:/bin");
+  CHECK(warning_value(r, "test:env") == std::string("PATH=/usr/sbin:/usr/bin:/sbin:/bin") +
+                                            (address_space_limited ? "" : ";ASAN_OPTIONS=detect_leaks=0"));
   CHECK(warning_value(r, "test:cwd") == "/");
   CHECK(warning_value(r, "test:open-write") == std::to_string(EACCES));
   CHECK(warning_value(r, "test:execve") == std::to_string(EPERM));
@@ -593,6 +689,7 @@ TEST_CASE("bad options are start-up errors") {
   o = test_options(1);
   o.binary = "/nonexistent/mukai";
   CHECK_THROWS_AS(sanitizer_pool{o}, std::system_error);
+  CHECK(current_executable() == fs::canonical("/proc/self/exe"));
 }
 
 TEST_CASE("concurrent callers share the pool; every result is right and nothing is left behind") {
@@ -613,8 +710,9 @@ TEST_CASE("concurrent callers share the pool; every result is right and nothing 
           const std::string& raw = i % 2 == 0 ? plain_message : attachment_message;
           job_outcome r = crash ? pool.sanitize_for_test(worker_test_hook::crash, 0, raw, ts.store, {})
                                 : pool.sanitize(raw, ts.store, {});
-          const auto expected = crash ? sanitize::verdict::held
-                                      : (i % 2 == 0 ? sanitize::verdict::clean : sanitize::verdict::sanitized);
+          const auto expected = crash
+                                    ? sanitize::verdict::held
+                                    : (i % 2 == 0 ? sanitize::verdict::clean : sanitize::verdict::sanitized);
           if (r.result.rep.result != expected || r.store_error) ++wrong;
           if (crash) ++crashes;
           const auto pids = pool.worker_pids();
