@@ -419,7 +419,7 @@ void read_all(const toml::table& root, const std::string& file, std::vector<conf
   if (auto* t = r.sub("worker")) {
     table_reader wr(*t, "worker", file, errors);
     wr.read_count("count", c.worker.count, 1, 64);
-    wr.read_size("memory_limit", c.worker.memory_limit, 32ull * 1024 * 1024);
+    wr.read_size("memory_limit", c.worker.memory_limit, 128ull * 1024 * 1024);  // below, libmagic cannot load
     wr.read_duration("timeout", c.worker.timeout);
   }
 }
