@@ -2,6 +2,7 @@
 // shutdown; see smtp_server.hpp. Sessions are in smtp_session.cpp.
 #include "server/smtp_server.hpp"
 
+#include <errno.h>
 #include <fcntl.h>
 
 #include <algorithm>
@@ -170,8 +171,8 @@ void admit(const std::shared_ptr<smtp_server_state>& st, tcp::socket socket) {
   if (!refusal.empty()) {
     st->counters.sessions_refused.fetch_add(1, std::memory_order_relaxed);
     const bool stopping = refusal.starts_with("421 4.3.2");
-    st->log(smtp_log_level::debug, "refused " + address_literal(client) +
-                                       (stopping ? ": shutting down" : ": too many connections"));
+    st->log(smtp_log_level::debug,
+            "refused " + address_literal(client) + (stopping ? ": shutting down" : ": too many connections"));
     refuse(socket, std::string(refusal) + host +
                        (stopping ? " Service shutting down, closing transmission channel\r\n"
                                  : " Error: too many connections, try again later\r\n"));
@@ -184,7 +185,8 @@ void admit(const std::shared_ptr<smtp_server_state>& st, tcp::socket socket) {
     st->counters.clients_denied.fetch_add(1, std::memory_order_relaxed);
     st->log(smtp_log_level::info, "client " + address_literal(client) + " is not in client_networks");
   }
-  auto session = std::make_shared<smtp_session>(std::move(slot), std::move(settings), std::move(socket), client, allowed);
+  auto session = std::make_shared<smtp_session>(std::move(slot), std::move(settings), std::move(socket),
+                                                client, allowed);
   st->register_session(session.get());
   const auto executor = session->executor();
   asio::co_spawn(executor, detail::run_session(std::move(session)),
@@ -200,11 +202,33 @@ void admit(const std::shared_ptr<smtp_server_state>& st, tcp::socket socket) {
                  });
 }
 
+// Errors that concern the one connection being accepted, not the listener: retry at once. accept(2)
+// on Linux passes pending network errors of the new connection through (see its man page), and
+// a client may be gone before we accept it.
 bool is_client_side_accept_error(const boost::system::error_code& ec) noexcept {
-  return ec == asio::error::connection_aborted || ec == asio::error::connection_reset ||
-         ec == asio::error::try_again || ec == asio::error::would_block ||
-         ec == boost::system::errc::protocol_error || ec == asio::error::host_unreachable ||
-         ec == asio::error::network_unreachable || ec == asio::error::timed_out;
+  if (ec.category() != asio::error::get_system_category()) return false;
+  switch (ec.value()) {
+    case ECONNABORTED:
+    case ECONNRESET:
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+    case EINTR:
+    case EPROTO:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETDOWN:
+    case ENETUNREACH:
+    case ETIMEDOUT:
+    case EPERM:  // a firewall rule refused this connection
+      return true;
+    default:
+      return false;
+  }
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<smtp_server_state> st, detail::listener* l) {
@@ -220,8 +244,8 @@ asio::awaitable<void> accept_loop(std::shared_ptr<smtp_server_state> st, detail:
       // EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would spin; the condition usually clears
       // when sessions end.
       backoff = backoff.count() == 0 ? 50ms : std::min(backoff * 2, st->options.accept_backoff_max);
-      st->log(smtp_log_level::warning, "accept failed: " + ec.message() + "; retrying in " +
-                                           std::to_string(backoff.count()) + " ms");
+      st->log(smtp_log_level::warning,
+              "accept failed: " + ec.message() + "; retrying in " + std::to_string(backoff.count()) + " ms");
       asio::steady_timer pause(co_await asio::this_coro::executor, backoff);
       co_await pause.async_wait(use_tuple);
       continue;
@@ -286,7 +310,8 @@ asio::awaitable<void> wait_for_sessions(std::shared_ptr<smtp_server_state> st,
   st->drain_timer.reset();
 }
 
-asio::awaitable<void> drain_sessions(std::shared_ptr<smtp_server_state> st, std::chrono::steady_clock::duration grace) {
+asio::awaitable<void> drain_sessions(std::shared_ptr<smtp_server_state> st,
+                                     std::chrono::steady_clock::duration grace) {
   const auto deadline = std::chrono::steady_clock::now() + grace;
   broadcast_stop(st, stop_level::graceful);
   co_await wait_for_sessions(st, deadline);
@@ -296,12 +321,14 @@ asio::awaitable<void> drain_sessions(std::shared_ptr<smtp_server_state> st, std:
     left = st->active;
   }
   if (left == 0) co_return;
-  st->log(smtp_log_level::warning, std::to_string(left) + " sessions still running after the grace period: closing them");
+  st->log(smtp_log_level::warning,
+          std::to_string(left) + " sessions still running after the grace period: closing them");
   broadcast_stop(st, stop_level::hard);
   co_await wait_for_sessions(st, std::chrono::steady_clock::time_point::max());
 }
 
-asio::awaitable<void> shutdown_server(std::shared_ptr<smtp_server_state> st, std::chrono::steady_clock::duration grace) {
+asio::awaitable<void> shutdown_server(std::shared_ptr<smtp_server_state> st,
+                                      std::chrono::steady_clock::duration grace) {
   stop_listeners(st);
   co_await asio::co_spawn(st->strand, drain_sessions(st, grace), asio::use_awaitable);
   st->log(smtp_log_level::info, "SMTP listener stopped");
@@ -349,9 +376,9 @@ client_key client_key_of(const asio::ip::address& a) noexcept {
   return key;
 }
 
-smtp_server_state::smtp_server_state(asio::any_io_executor io_executor, asio::any_io_executor blocking_executor,
-                                     mukai::server::spool& spool_ref, smtp_server_options opts,
-                                     std::shared_ptr<const smtp_settings> initial)
+smtp_server_state::smtp_server_state(asio::any_io_executor io_executor,
+                                     asio::any_io_executor blocking_executor, mukai::server::spool& spool_ref,
+                                     smtp_server_options opts, std::shared_ptr<const smtp_settings> initial)
     : io(std::move(io_executor)),
       blocking(std::move(blocking_executor)),
       strand(asio::make_strand(io)),
@@ -408,11 +435,20 @@ bool smtp_server_state::storage_low(std::uint64_t min_free_space) noexcept {
 void smtp_server_state::count_reply(std::string_view reply) noexcept {
   if (reply.empty()) return;
   switch (reply.front()) {
-    case '2': counters.replies_2xx.fetch_add(1, std::memory_order_relaxed); break;
-    case '3': counters.replies_3xx.fetch_add(1, std::memory_order_relaxed); break;
-    case '4': counters.replies_4xx.fetch_add(1, std::memory_order_relaxed); break;
-    case '5': counters.replies_5xx.fetch_add(1, std::memory_order_relaxed); break;
-    default: break;
+    case '2':
+      counters.replies_2xx.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case '3':
+      counters.replies_3xx.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case '4':
+      counters.replies_4xx.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case '5':
+      counters.replies_5xx.fetch_add(1, std::memory_order_relaxed);
+      break;
+    default:
+      break;
   }
 }
 
@@ -433,11 +469,14 @@ void smtp_server_state::unregister_session(smtp_session* s) noexcept {
 // ---------------------------------------------------------------------------------------------------
 smtp_server::smtp_server(asio::any_io_executor io, asio::any_io_executor blocking, spool& spool,
                          const config::mukai_config& config, smtp_server_options options) {
-  if (options.read_buffer_size < 1024) throw std::invalid_argument("smtp_server_options.read_buffer_size < 1024");
+  if (options.read_buffer_size < 1024)
+    throw std::invalid_argument("smtp_server_options.read_buffer_size < 1024");
   auto settings = make_settings(config, spool);
-  state_ = std::make_shared<smtp_server_state>(io, std::move(blocking), spool, std::move(options), std::move(settings));
+  state_ = std::make_shared<smtp_server_state>(io, std::move(blocking), spool, std::move(options),
+                                               std::move(settings));
   for (const auto& text : config.smtp.listen)
-    for (const auto& ep : resolve_listen_address(io, text)) state_->listeners.push_back(open_listener(io, ep, text));
+    for (const auto& ep : resolve_listen_address(io, text))
+      state_->listeners.push_back(open_listener(io, ep, text));
   if (state_->listeners.empty()) throw std::invalid_argument("smtp.listen: no address to listen on");
   state_->listen_config = config.smtp.listen;
 }
@@ -450,16 +489,17 @@ void smtp_server::start() {
   for (const auto& l : state_->listeners) {
     state_->log(smtp_log_level::info, "listening on " + l->endpoint.address().to_string() + " port " +
                                           std::to_string(l->endpoint.port()));
-    asio::co_spawn(l->acceptor.get_executor(), accept_loop(state_, l.get()), [st = state_](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        st->log(smtp_log_level::error, std::string("accept loop failed: ") + x.what());
-      } catch (...) {
-        st->log(smtp_log_level::error, "accept loop failed");
-      }
-    });
+    asio::co_spawn(l->acceptor.get_executor(), accept_loop(state_, l.get()),
+                   [st = state_](std::exception_ptr e) {
+                     if (!e) return;
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& x) {
+                       st->log(smtp_log_level::error, std::string("accept loop failed: ") + x.what());
+                     } catch (...) {
+                       st->log(smtp_log_level::error, "accept loop failed");
+                     }
+                   });
   }
 }
 

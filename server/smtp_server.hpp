@@ -66,8 +66,8 @@ struct smtp_server_counters {
   std::uint64_t tls_failures = 0;       // failed or timed-out handshakes
   std::uint64_t timeouts = 0;           // sessions ended by a read, write or handshake deadline
   std::uint64_t accept_errors = 0;
-  std::uint64_t messages_spooled = 0;   // commits that succeeded (each answered 250, if still connected)
-  std::uint64_t messages_failed = 0;    // messages answered 451/554 because the spool failed
+  std::uint64_t messages_spooled = 0;  // commits that succeeded (each answered 250, if still connected)
+  std::uint64_t messages_failed = 0;   // messages answered 451/554 because the spool failed
   std::uint64_t replies_2xx = 0, replies_3xx = 0, replies_4xx = 0, replies_5xx = 0;  // session replies
 };
 

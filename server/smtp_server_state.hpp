@@ -101,15 +101,15 @@ struct smtp_server_state {
   atomic_counters counters;
 
   mutable std::mutex mutex;
-  std::shared_ptr<const smtp_settings> settings;  // guarded
-  std::unordered_set<smtp_session*> sessions;     // guarded
-  std::map<client_key, std::size_t> per_client;   // guarded
-  std::size_t active = 0;                         // guarded
-  bool accepting = true;                          // guarded
+  std::shared_ptr<const smtp_settings> settings;         // guarded
+  std::unordered_set<smtp_session*> sessions;            // guarded
+  std::map<client_key, std::size_t> per_client;          // guarded
+  std::size_t active = 0;                                // guarded
+  bool accepting = true;                                 // guarded
   std::weak_ptr<boost::asio::steady_timer> drain_timer;  // guarded: woken when `active` drops to 0
 
   std::vector<std::unique_ptr<listener>> listeners;  // fixed after construction
-  std::vector<std::string> listen_config;             // [smtp] listen as bound (reload only warns)
+  std::vector<std::string> listen_config;            // [smtp] listen as bound (reload only warns)
   bool started = false;
 
   std::atomic<std::int64_t> storage_checked_at{0};  // steady_clock ticks; 0 = never

@@ -98,9 +98,9 @@ asio::awaitable<void> smtp_session::run() {
   loop_exit exit = co_await run_loop(socket_);
   if (exit == loop_exit::start_tls) exit = co_await handshake_and_run();
   close_socket();
-  server().log(smtp_log_level::debug,
-               "disconnect from " + name_ + " commands=" + std::to_string(protocol_.commands()) +
-                   " messages=" + std::to_string(protocol_.messages_accepted()));
+  server().log(smtp_log_level::debug, "disconnect from " + name_ +
+                                          " commands=" + std::to_string(protocol_.commands()) +
+                                          " messages=" + std::to_string(protocol_.messages_accepted()));
 }
 
 void smtp_session::request_stop(stop_level level) {
@@ -169,7 +169,8 @@ asio::awaitable<smtp_session::loop_exit> smtp_session::run_loop(Stream& stream) 
     }
     if (!protocol_.wants_input()) {
       server().log(smtp_log_level::error, "protocol stalled (phase " +
-                                              std::to_string(static_cast<int>(protocol_.phase())) + ") for " + name_);
+                                              std::to_string(static_cast<int>(protocol_.phase())) + ") for " +
+                                              name_);
       protocol_.connection_lost();
       co_return loop_exit::closed;
     }
@@ -231,8 +232,8 @@ smtp_session::clock::time_point smtp_session::read_deadline(clock::time_point no
     if (const std::uint64_t rate = server().options.min_data_rate; rate > 0) {
       // data_block of grace, then at least `rate` octets per second on average over the message.
       const clock::duration budget =
-          t.data_block + std::chrono::duration_cast<clock::duration>(milliseconds(data_bytes_ / rate * 1000 +
-                                                                                  data_bytes_ % rate * 1000 / rate));
+          t.data_block + std::chrono::duration_cast<clock::duration>(
+                             milliseconds(data_bytes_ / rate * 1000 + data_bytes_ % rate * 1000 / rate));
       allowed = std::min(allowed, budget > data_wait_ ? budget - data_wait_ : clock::duration::zero());
     }
     return now + allowed;
@@ -274,7 +275,8 @@ asio::awaitable<smtp_session::read_status> smtp_session::read_input(Stream& stre
     co_return read_status::data;
   }
   if (expired) co_return read_status::timeout;
-  if (ec == asio::error::operation_aborted && stop_requested_ != stop_level::none) co_return read_status::interrupted;
+  if (ec == asio::error::operation_aborted && stop_requested_ != stop_level::none)
+    co_return read_status::interrupted;
   co_return read_status::closed;
 }
 
@@ -318,8 +320,8 @@ asio::awaitable<smtp_session::loop_exit> smtp_session::handshake_and_run() {
   if (ec) {
     server().counters.tls_failures.fetch_add(1, std::memory_order_relaxed);
     if (expired) server().counters.timeouts.fetch_add(1, std::memory_order_relaxed);
-    server().log(smtp_log_level::info,
-                 "TLS handshake with " + name_ + " failed: " + (expired ? std::string("timeout") : ec.message()));
+    server().log(smtp_log_level::info, "TLS handshake with " + name_ +
+                                           " failed: " + (expired ? std::string("timeout") : ec.message()));
     protocol_.connection_lost();
     co_return loop_exit::closed;
   }
@@ -334,89 +336,97 @@ asio::awaitable<smtp_session::loop_exit> smtp_session::handshake_and_run() {
 // ---------------------------------------------------------------------------------------------------
 // Spooling
 // ---------------------------------------------------------------------------------------------------
-smtp_session::spool_step_result smtp_session::run_spool_step(std::optional<spool_writer> writer, std::string data,
-                                                             bool commit) const {
-  spool_step_result r;
+void smtp_session::run_spool_step(spool_job& job) const {
   try {
-    if (!writer) {
+    if (!job.writer) {
       auto begun = server().spool.begin(envelope_);
       if (!begun) {
-        r.error = begun.error();
-        return r;
+        job.error = begun.error();
+        return;
       }
-      writer.emplace(std::move(*begun));
+      job.writer.emplace(std::move(*begun));
+      job.queue_id = job.writer->queue_id();  // for the log, should a later step fail
       received_trace trace;
       trace.helo = envelope_.helo;
       trace.client = client_;
       trace.by_host = settings_->protocol->hostname;
       trace.with_protocol = with_protocol_;
       trace.tls_description = tls_description_;
-      trace.queue_id = writer->queue_id();
+      trace.queue_id = job.writer->queue_id();
       if (envelope_.recipients.size() == 1) trace.single_recipient = envelope_.recipients.front().address;
       trace.when = envelope_.received;
       // The trace header is the first bytes of the spooled message (RFC 5321 4.4).
-      if (const auto ec = writer->append(make_received_header(trace))) {
-        r.error = ec;
-        return r;
+      if (const auto ec = job.writer->append(make_received_header(trace))) {
+        job.error = ec;
+        return;
       }
     }
-    if (!data.empty()) {
-      if (const auto ec = writer->append(data)) {
-        r.error = ec;
-        return r;
+    if (!job.data.empty()) {
+      if (const auto ec = job.writer->append(job.data)) {
+        job.error = ec;
+        return;
       }
     }
-    data.clear();
-    r.buffer = std::move(data);
-    if (commit) {
-      auto id = writer->commit();
+    job.data.clear();
+    if (job.commit) {
+      auto id = job.writer->commit();
       if (!id) {
-        r.error = id.error();
-        return r;
+        job.error = id.error();
+        return;
       }
-      r.queue_id = std::move(*id);
+      job.queue_id = std::move(*id);
     }
   } catch (const std::bad_alloc&) {
-    // `writer`, if any, is destroyed here, on the blocking executor: that aborts it (unlinks tmp/).
-    r.error = std::make_error_code(std::errc::not_enough_memory);
-    return r;
+    job.error = std::make_error_code(std::errc::not_enough_memory);
   }
-  r.writer = std::move(writer);
-  return r;
 }
 
-asio::awaitable<std::string> smtp_session::spool_staged(bool commit) {
+asio::awaitable<void> smtp_session::spool_job_on_pool() {
+  run_spool_step(job_);
+  co_return;
+}
+
+asio::awaitable<void> smtp_session::spool_staged(bool commit) {
   if (message_error_) {
     staged_.clear();
-    co_return std::string();
+    co_return;
   }
-  std::string data = std::move(staged_);
-  staged_.clear();
-  std::optional<spool_writer> writer = std::move(writer_);
+  job_.writer = std::move(writer_);
   writer_.reset();
-  // The writer and the data move into the job and back: only one thread ever holds them. run() is
-  // suspended meanwhile and nothing else on the strand touches the message state.
-  spool_step_result r = co_await asio::co_spawn(
-      server().blocking,
-      [this, writer = std::move(writer), data = std::move(data), commit]() mutable -> asio::awaitable<spool_step_result> {
-        co_return run_spool_step(std::move(writer), std::move(data), commit);
-      },
-      asio::use_awaitable);
-  if (r.error) {
-    // A writer that failed has already deleted its file and closed itself.
-    message_error_ = r.error;
-    co_return std::string();
-  }
-  if (commit) co_return std::move(r.queue_id);  // the committed writer is destroyed here: no file operation
-  writer_ = std::move(r.writer);
-  staged_ = std::move(r.buffer);  // keep the capacity for the rest of the message
+  job_.data = std::move(staged_);
   staged_.clear();
-  co_return std::string();
+  job_.commit = commit;
+  job_.error.clear();
+  // job_ is handed to the blocking executor and back: while the job runs, run() is suspended and
+  // nothing on the strand touches job_ (or the message state the job reads), so only one thread
+  // ever holds the writer. The hop back through the strand orders the job's writes before ours.
+  // (A member coroutine returning nothing, not a capturing lambda returning the result: GCC 12
+  // miscompiles `T x = co_await co_spawn(ex, [capture]() -> awaitable<T> {...})`, destroying the
+  // captures twice.)
+  co_await asio::co_spawn(server().blocking, spool_job_on_pool(), asio::use_awaitable);
+  if (job_.error) {
+    // A writer that failed has already deleted its file and closed itself; if the failure was an
+    // exception, destroying it here aborts it.
+    message_error_ = job_.error;
+    job_.writer.reset();
+    co_return;
+  }
+  if (commit) {
+    job_.writer.reset();  // committed: destroying it touches no file
+    co_return;
+  }
+  writer_ = std::move(job_.writer);
+  job_.writer.reset();
+  staged_ = std::move(job_.data);  // keep the capacity for the rest of the message
+  staged_.clear();
 }
 
 asio::awaitable<void> smtp_session::finish_message() {
   std::string queue_id;
-  if (!message_error_) queue_id = co_await spool_staged(true);
+  if (!message_error_) {
+    co_await spool_staged(true);
+    if (!message_error_) queue_id = std::exchange(job_.queue_id, std::string());
+  }
   if (!queue_id.empty()) {
     server().counters.messages_spooled.fetch_add(1, std::memory_order_relaxed);
     server().log(smtp_log_level::info, queue_id + ": queued from " + name_ + " helo=" + envelope_.helo +
@@ -433,9 +443,11 @@ asio::awaitable<void> smtp_session::finish_message() {
   } else {
     server().counters.messages_failed.fetch_add(1, std::memory_order_relaxed);
     const bool permanent = is_permanent_spool_error(message_error_);
-    server().log(smtp_log_level::warning,
-                 "message from " + name_ + " not queued (" + (permanent ? "permanent" : "temporary") +
-                     "): " + message_error_.message());
+    // The queue ID, if the spool had assigned one, names the tmp/ file that was removed.
+    server().log(smtp_log_level::warning, (job_.queue_id.empty() ? std::string() : job_.queue_id + ": ") +
+                                              "message from " + name_ + " not queued (" +
+                                              (permanent ? "permanent" : "temporary") +
+                                              "): " + message_error_.message());
     protocol_.message_failed(permanent ? smtp_spool_failure::permanent : smtp_spool_failure::temporary);
   }
   reset_message();
@@ -446,6 +458,8 @@ void smtp_session::reset_message() noexcept {
   message_open_ = false;
   writer_.reset();
   std::string().swap(staged_);
+  std::string().swap(job_.data);
+  job_.queue_id.clear();
   message_error_.clear();
   envelope_ = spool_envelope{};
   with_protocol_ = {};
@@ -469,7 +483,8 @@ void smtp_session::begin_message(const smtp_envelope& envelope) {
     SSL* ssl = tls_->native_handle();
     const char* version = SSL_get_version(ssl);
     const char* cipher = SSL_get_cipher_name(ssl);
-    tls_description_ = std::string(version ? version : "TLS") + " with cipher " + (cipher ? cipher : "unknown");
+    tls_description_ =
+        std::string(version ? version : "TLS") + " with cipher " + (cipher ? cipher : "unknown");
   }
 }
 

@@ -103,11 +103,13 @@ class smtp_session final : public smtp_event_sink, public std::enable_shared_fro
   enum class io_state : std::uint8_t { none, reading, writing, handshaking };
   using clock = std::chrono::steady_clock;
 
-  struct spool_step_result {
+  // One hop to the blocking executor: begin (first time), append, optionally commit.
+  struct spool_job {
     std::optional<spool_writer> writer;
+    std::string data;  // staged message data; handed back cleared, capacity kept
+    bool commit = false;
     std::error_code error;
     std::string queue_id;  // set when committed
-    std::string buffer;    // the staged buffer handed back (cleared) for reuse
   };
 
   template <typename Stream>
@@ -117,11 +119,12 @@ class smtp_session final : public smtp_event_sink, public std::enable_shared_fro
   template <typename Stream>
   boost::asio::awaitable<bool> write_replies(Stream& stream);
   boost::asio::awaitable<loop_exit> handshake_and_run();
-  // Hands the staged data to the spool (begin on first use); with `commit`, commits and returns the
-  // queue ID. On failure message_error_ is set and "" returned.
-  boost::asio::awaitable<std::string> spool_staged(bool commit);
+  // Hands the staged data to the spool (begin on first use); with `commit`, commits and leaves the
+  // queue ID in job_.queue_id. On failure message_error_ is set.
+  boost::asio::awaitable<void> spool_staged(bool commit);
   boost::asio::awaitable<void> finish_message();
-  spool_step_result run_spool_step(std::optional<spool_writer> writer, std::string data, bool commit) const;
+  void run_spool_step(spool_job& job) const;
+  boost::asio::awaitable<void> spool_job_on_pool();  // runs run_spool_step(job_) on the blocking executor
 
   void apply_stop_request();
   void on_stop_request(stop_level level);
@@ -168,12 +171,13 @@ class smtp_session final : public smtp_event_sink, public std::enable_shared_fro
 
   // The message being received.
   bool message_open_ = false;
-  spool_envelope envelope_;      // from begin_message; read by the spool job
+  spool_envelope envelope_;  // from begin_message; read by the spool job
   std::string_view with_protocol_;
   std::string tls_description_;
-  std::string staged_;           // message data not yet handed to the spool
+  std::string staged_;  // message data not yet handed to the spool
   std::optional<spool_writer> writer_;
   std::error_code message_error_;  // the first spool error of this message: drop the rest, then 451
+  spool_job job_;                  // owned by the blocking executor while spool_staged() awaits it
 };
 
 // The session coroutine's entry point (keeps the session alive while it runs).

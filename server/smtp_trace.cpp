@@ -25,10 +25,11 @@ std::string format_rfc5322_date(std::chrono::system_clock::time_point t) {
   const long offset_minutes = tm.tm_gmtoff / 60;
   const long abs_offset = std::labs(offset_minutes);
   char buf[64];
-  const int n = std::snprintf(buf, sizeof buf, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld",
-                              days[static_cast<std::size_t>(tm.tm_wday) % 7], tm.tm_mday,
-                              months[static_cast<std::size_t>(tm.tm_mon) % 12], tm.tm_year + 1900, tm.tm_hour,
-                              tm.tm_min, tm.tm_sec, offset_minutes < 0 ? '-' : '+', abs_offset / 60, abs_offset % 60);
+  const int n =
+      std::snprintf(buf, sizeof buf, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld",
+                    days[static_cast<std::size_t>(tm.tm_wday) % 7], tm.tm_mday,
+                    months[static_cast<std::size_t>(tm.tm_mon) % 12], tm.tm_year + 1900, tm.tm_hour,
+                    tm.tm_min, tm.tm_sec, offset_minutes < 0 ? '-' : '+', abs_offset / 60, abs_offset % 60);
   return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
 }
 
@@ -44,7 +45,11 @@ std::string address_literal(const boost::asio::ip::address& a) {
 std::string make_received_header(const received_trace& trace) {
   std::string h;
   h.reserve(256 + trace.helo.size() + trace.single_recipient.size());
-  h.append("Received: from ").append(trace.helo).append(" (").append(address_literal(trace.client)).append(")\r\n");
+  h.append("Received: from ")
+      .append(trace.helo)
+      .append(" (")
+      .append(address_literal(trace.client))
+      .append(")\r\n");
   h.append("\tby ").append(trace.by_host).append(" (mukai) with ").append(trace.with_protocol);
   if (!trace.tls_description.empty()) h.append("\r\n\t(using ").append(trace.tls_description).append(")");
   h.append("\r\n\tid ").append(trace.queue_id);
@@ -75,19 +80,32 @@ spool_envelope to_spool_envelope(const smtp_envelope& envelope, const boost::asi
   spool_envelope e;
   e.mail_from = envelope.sender;
   switch (envelope.body) {
-    case smtp_body_type::unspecified: e.body = spool_body_type::unspecified; break;
-    case smtp_body_type::seven_bit: e.body = spool_body_type::seven_bit; break;
-    case smtp_body_type::eight_bit_mime: e.body = spool_body_type::eight_bit_mime; break;
+    case smtp_body_type::unspecified:
+      e.body = spool_body_type::unspecified;
+      break;
+    case smtp_body_type::seven_bit:
+      e.body = spool_body_type::seven_bit;
+      break;
+    case smtp_body_type::eight_bit_mime:
+      e.body = spool_body_type::eight_bit_mime;
+      break;
   }
   e.smtputf8 = envelope.smtputf8;
   switch (envelope.ret) {
-    case smtp_dsn_ret::unspecified: e.ret = spool_dsn_ret::unspecified; break;
-    case smtp_dsn_ret::full: e.ret = spool_dsn_ret::full; break;
-    case smtp_dsn_ret::headers: e.ret = spool_dsn_ret::headers; break;
+    case smtp_dsn_ret::unspecified:
+      e.ret = spool_dsn_ret::unspecified;
+      break;
+    case smtp_dsn_ret::full:
+      e.ret = spool_dsn_ret::full;
+      break;
+    case smtp_dsn_ret::headers:
+      e.ret = spool_dsn_ret::headers;
+      break;
   }
   e.envid = envelope.envid;
   e.recipients.reserve(envelope.recipients.size());
-  for (const auto& r : envelope.recipients) e.recipients.push_back({r.mailbox, dsn_notify_wire(r.notify), r.orcpt});
+  for (const auto& r : envelope.recipients)
+    e.recipients.push_back({r.mailbox, dsn_notify_wire(r.notify), r.orcpt});
   const auto plain = unmap_address(client);
   if (plain.is_v6()) {
     auto v6 = plain.to_v6();

@@ -23,11 +23,11 @@
 namespace mukai::server {
 
 struct received_trace {
-  std::string_view helo;              // EHLO/HELO argument
-  boost::asio::ip::address client;    // the peer address (IPv4-mapped IPv6 is shown as IPv4)
-  std::string_view by_host;           // our [smtp] hostname
-  std::string_view with_protocol;     // received_with_protocol(envelope): SMTP, ESMTP, ESMTPS...
-  std::string_view tls_description;   // "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384", "" without TLS
+  std::string_view helo;             // EHLO/HELO argument
+  boost::asio::ip::address client;   // the peer address (IPv4-mapped IPv6 is shown as IPv4)
+  std::string_view by_host;          // our [smtp] hostname
+  std::string_view with_protocol;    // received_with_protocol(envelope): SMTP, ESMTP, ESMTPS...
+  std::string_view tls_description;  // "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384", "" without TLS
   std::string_view queue_id;
   std::string_view single_recipient;  // the recipient when there is exactly one, else ""
   std::chrono::system_clock::time_point when;
@@ -47,7 +47,8 @@ struct received_trace {
 [[nodiscard]] std::string dsn_notify_wire(const smtp_dsn_notify& notify);
 
 // The spool's envelope for a transaction of the protocol object.
-[[nodiscard]] spool_envelope to_spool_envelope(const smtp_envelope& envelope, const boost::asio::ip::address& client,
+[[nodiscard]] spool_envelope to_spool_envelope(const smtp_envelope& envelope,
+                                               const boost::asio::ip::address& client,
                                                std::chrono::system_clock::time_point received);
 
 }  // namespace mukai::server

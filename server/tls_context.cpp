@@ -32,7 +32,9 @@ std::string openssl_reason() {
   return reason;
 }
 
-[[noreturn]] void fail(const std::string& what) { throw std::runtime_error("tls: " + what + ": " + openssl_reason()); }
+[[noreturn]] void fail(const std::string& what) {
+  throw std::runtime_error("tls: " + what + ": " + openssl_reason());
+}
 
 }  // namespace
 

@@ -27,6 +27,7 @@ namespace mukai::server {
 
 // Builds the context. Throws std::runtime_error (naming the file and OpenSSL's reason) when a file
 // cannot be loaded, the key does not match the certificate, or min_version is not "1.2" or "1.3".
-[[nodiscard]] std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(const config::tls_config& tls);
+[[nodiscard]] std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(
+    const config::tls_config& tls);
 
 }  // namespace mukai::server

@@ -10,6 +10,7 @@
 #include "server/smtp_server.hpp"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,6 +21,7 @@
 #include <openssl/x509.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -45,6 +47,7 @@
 
 #include "server/durable_fs.hpp"
 #include "server/network_acl.hpp"
+#include "server/smtp_server_state.hpp"
 #include "server/smtp_trace.hpp"
 #include "server/spool.hpp"
 #include "server/tls_context.hpp"
@@ -96,7 +99,8 @@ test_certificate make_self_signed(const fs::path& dir, const std::string& stem =
   X509_gmtime_adj(X509_getm_notAfter(x), 3600);
   X509_set_pubkey(x, pkey);
   X509_NAME* name = X509_get_subject_name(x);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"),
+                             -1, -1, 0);
   X509_set_issuer_name(x, name);
   REQUIRE(X509_sign(x, pkey, EVP_sha256()) > 0);
   BIO* cb = BIO_new_file(out.cert.c_str(), "w");
@@ -296,7 +300,8 @@ class client {
         }
         pos = eol + 2;
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
       if (left.count() <= 0 || !fill(left)) return {};
     }
   }
@@ -312,7 +317,8 @@ class client {
   bool wait_closed(std::chrono::milliseconds timeout = 5s) {
     const auto end = std::chrono::steady_clock::now() + timeout;
     while (!eof_) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
       if (left.count() <= 0) return false;
       if (!fill(left) && !eof_) return false;
     }
@@ -396,13 +402,22 @@ TEST_CASE("network_acl: IPv4, IPv6, mapped addresses, prefixes and bad entries")
   CHECK(network_acl({"192.168.1.0/23"}).allows(a("192.168.0.77")));
   CHECK_FALSE(network_acl({"192.168.1.0/23"}).allows(a("192.168.2.1")));
 
-  for (const char* bad : {"", "/8", "127.0.0.1/33", "::1/129", "127.0.0.1/", "127.0.0.1/-1", "127.0.0.1/+8",
-                          "127.0.0.1/ 8", "localhost", "fe80::1%eth0", "1.2.3", "127.0.0.1/8/8", "300.1.1.1"}) {
+  for (const char* bad :
+       {"", "/8", "127.0.0.1/33", "::1/129", "127.0.0.1/", "127.0.0.1/-1", "127.0.0.1/+8", "127.0.0.1/ 8",
+        "localhost", "fe80::1%eth0", "1.2.3", "127.0.0.1/8/8", "300.1.1.1"}) {
     CAPTURE(bad);
     CHECK_FALSE(ip_network::parse(bad).has_value());
     CHECK_THROWS_AS(network_acl({"127.0.0.1", bad}), std::invalid_argument);
   }
   CHECK(ip_network::parse("10.1.2.3/8") == ip_network::parse("10.0.0.0/8"));
+}
+
+TEST_CASE("connection caps count IPv4 clients per address and IPv6 clients per /64") {
+  const auto key = [](const char* a) { return detail::client_key_of(asio::ip::make_address(a)); };
+  CHECK(key("192.0.2.1") != key("192.0.2.2"));
+  CHECK(key("192.0.2.1") == key("::ffff:192.0.2.1"));
+  CHECK(key("2001:db8::1") == key("2001:db8::ffff:1:2:3"));  // same /64
+  CHECK(key("2001:db8::1") != key("2001:db8:0:1::1"));
 }
 
 TEST_CASE("Received header, address literals, DSN wire form and the spool envelope") {
@@ -439,19 +454,21 @@ TEST_CASE("Received header, address literals, DSN wire form and the spool envelo
   t.single_recipient = "a@example.lg.jp";
   t.when = when;
   const std::string h = make_received_header(t);
-  CHECK(h == "Received: from client.example ([192.0.2.7])\r\n"
-             "\tby mx.example (mukai) with ESMTPS\r\n"
-             "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n"
-             "\tid 0123456789abcdef\r\n"
-             "\tfor <a@example.lg.jp>;\r\n\t" +
-                 date + "\r\n");
+  CHECK(h ==
+        "Received: from client.example ([192.0.2.7])\r\n"
+        "\tby mx.example (mukai) with ESMTPS\r\n"
+        "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n"
+        "\tid 0123456789abcdef\r\n"
+        "\tfor <a@example.lg.jp>;\r\n\t" +
+            date + "\r\n");
   t.single_recipient = {};
   t.tls_description = {};
   t.with_protocol = "ESMTP";
-  CHECK(make_received_header(t) == "Received: from client.example ([192.0.2.7])\r\n"
-                                   "\tby mx.example (mukai) with ESMTP\r\n"
-                                   "\tid 0123456789abcdef;\r\n\t" +
-                                       date + "\r\n");
+  CHECK(make_received_header(t) ==
+        "Received: from client.example ([192.0.2.7])\r\n"
+        "\tby mx.example (mukai) with ESMTP\r\n"
+        "\tid 0123456789abcdef;\r\n\t" +
+            date + "\r\n");
 
   smtp_envelope e;
   e.helo_name = "client.example";
@@ -550,9 +567,11 @@ TEST_CASE("end to end: the message is durable in incoming/ with its Received hea
   CHECK(starts_with(ehlo, "250-mx.test.example\r\n"));
   CHECK(ehlo.find("250-PIPELINING\r\n") != std::string::npos);
   CHECK(ehlo.find("STARTTLS") == std::string::npos);  // no certificate configured
-  CHECK(starts_with(c.command("MAIL FROM:<sender@internet.example> BODY=8BITMIME RET=FULL ENVID=ENV1"), "250 2.1.0"));
-  CHECK(starts_with(c.command("RCPT TO:<rcpt@example.lg.jp> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;rcpt@example.lg.jp"),
-                    "250 2.1.5"));
+  CHECK(starts_with(c.command("MAIL FROM:<sender@internet.example> BODY=8BITMIME RET=FULL ENVID=ENV1"),
+                    "250 2.1.0"));
+  CHECK(starts_with(
+      c.command("RCPT TO:<rcpt@example.lg.jp> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;rcpt@example.lg.jp"),
+      "250 2.1.5"));
   CHECK(starts_with(c.command("DATA"), "354 "));
   const std::string body = "From: sender@internet.example\r\nSubject: hello\r\n\r\nline 1\r\n..dot line\r\n";
   REQUIRE(c.send(body + ".\r\n"));
@@ -564,20 +583,23 @@ TEST_CASE("end to end: the message is durable in incoming/ with its Received hea
   auto m = s.spool().read(spool_state::incoming, id);
   REQUIRE(m.has_value());
   const std::string& stored = m->body;
-  CHECK(starts_with(stored, "Received: from client.example ([127.0.0.1])\r\n"
-                            "\tby mx.test.example (mukai) with ESMTP\r\n"
-                            "\tid " +
-                                id +
-                                "\r\n"
-                                "\tfor <rcpt@example.lg.jp>;\r\n\t"));
+  CHECK(starts_with(stored,
+                    "Received: from client.example ([127.0.0.1])\r\n"
+                    "\tby mx.test.example (mukai) with ESMTP\r\n"
+                    "\tid " +
+                        id +
+                        "\r\n"
+                        "\tfor <rcpt@example.lg.jp>;\r\n\t"));
   const std::size_t header_end = stored.find("\r\n", stored.find("\tfor <")) + 2;
   const std::size_t body_start = stored.find("\r\n", header_end) + 2;  // the date line
-  CHECK(stored.substr(body_start) == "From: sender@internet.example\r\nSubject: hello\r\n\r\nline 1\r\n.dot line\r\n");
+  CHECK(stored.substr(body_start) ==
+        "From: sender@internet.example\r\nSubject: hello\r\n\r\nline 1\r\n.dot line\r\n");
 
   const spool_envelope& e = m->envelope;
   CHECK(e.mail_from == "sender@internet.example");
   REQUIRE(e.recipients.size() == 1);
-  CHECK(e.recipients[0] == spool_recipient{"rcpt@example.lg.jp", "SUCCESS,FAILURE", "rfc822;rcpt@example.lg.jp"});
+  CHECK(e.recipients[0] ==
+        spool_recipient{"rcpt@example.lg.jp", "SUCCESS,FAILURE", "rfc822;rcpt@example.lg.jp"});
   CHECK(e.body == spool_body_type::eight_bit_mime);
   CHECK(e.ret == spool_dsn_ret::full);
   CHECK(e.envid == "ENV1");
@@ -605,18 +627,21 @@ TEST_CASE("pipelining: one write of commands gets its replies in one write; two 
   client c(s.port());
   REQUIRE(starts_with(c.reply(), "220 "));
   REQUIRE(starts_with(c.command("EHLO client.example"), "250-"));
-  REQUIRE(c.send("MAIL FROM:<a@internet.example>\r\nRCPT TO:<x@example.lg.jp>\r\nRCPT TO:<y@example.lg.jp>\r\n"
-                 "DATA\r\n"));
+  REQUIRE(
+      c.send("MAIL FROM:<a@internet.example>\r\nRCPT TO:<x@example.lg.jp>\r\nRCPT TO:<y@example.lg.jp>\r\n"
+             "DATA\r\n"));
   // The four replies come in one write: the first read returns them all.
   REQUIRE(c.fill(5s));
-  CHECK(c.pending() == "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
+  CHECK(c.pending() ==
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
   for (int i = 0; i < 4; ++i) (void)c.reply();
 
   // A message, then a whole second transaction and QUIT, in one write: the protocol stops at the end
   // of the first message, the rest waits in the read buffer until that message is durable.
-  REQUIRE(c.send("Subject: one\r\n\r\nfirst\r\n.\r\n"
-                 "MAIL FROM:<b@internet.example>\r\nRCPT TO:<z@example.lg.jp>\r\nDATA\r\n"
-                 "Subject: two\r\n\r\nsecond\r\n.\r\nQUIT\r\n"));
+  REQUIRE(
+      c.send("Subject: one\r\n\r\nfirst\r\n.\r\n"
+             "MAIL FROM:<b@internet.example>\r\nRCPT TO:<z@example.lg.jp>\r\nDATA\r\n"
+             "Subject: two\r\n\r\nsecond\r\n.\r\nQUIT\r\n"));
   const std::string id1 = queue_id_of(c.reply());
   CHECK(starts_with(c.reply(), "250 2.1.0"));
   CHECK(starts_with(c.reply(), "250 2.1.5"));
@@ -646,7 +671,7 @@ TEST_CASE("BDAT over a real socket") {
   CHECK(starts_with(c.reply(), "250 2.1.0"));
   CHECK(starts_with(c.reply(), "250 2.1.5"));
   CHECK(starts_with(c.reply(), "250 "));
-  REQUIRE(c.send("BDAT 10 LAST\r\nx\r\n\r\nbody\r\n"));
+  REQUIRE(c.send("BDAT 11 LAST\r\nx\r\n\r\nbody\r\n"));
   const std::string id = queue_id_of(c.reply());
   REQUIRE(!id.empty());
   auto m = s.spool().read(spool_state::incoming, id);
@@ -856,7 +881,8 @@ TEST_CASE("timeouts: greeting, command, data block, minimum data rate and idle")
 
 TEST_CASE("SMTP smuggling over a real socket: <LF>.<LF> does not end the message") {
   const std::string smuggle =
-      "Subject: outer\r\n\r\nhello\n.\nMAIL FROM:<evil@internet.example>\r\nRCPT TO:<victim@example.lg.jp>\r\n"
+      "Subject: outer\r\n\r\nhello\n.\nMAIL FROM:<evil@internet.example>\r\nRCPT "
+      "TO:<victim@example.lg.jp>\r\n"
       "DATA\r\nSubject: smuggled\r\n\r\nboo\r\n.\r\n";
   SUBCASE("rejected (default)") {
     test_server s(test_config());
@@ -910,7 +936,8 @@ TEST_CASE("a large message streams through the spool in read-buffer chunks") {
   client c(s.port());
   open_transaction(c);
   std::string body = "Subject: big\r\n\r\n";
-  for (int i = 0; body.size() < 1'000'000; ++i) body += "line " + std::to_string(i) + " of a rather large message\r\n";
+  for (int i = 0; body.size() < 1'000'000; ++i)
+    body += "line " + std::to_string(i) + " of a rather large message\r\n";
   REQUIRE(c.send(body + ".\r\n"));
   const std::string id = queue_id_of(c.reply(10s));
   REQUIRE(!id.empty());
@@ -960,6 +987,57 @@ TEST_CASE("reload: new sessions get the new settings, running sessions keep thei
   CHECK(starts_with(old_session.command("EHLO client.example"), "250-mx.test.example\r\n"));
 }
 
+TEST_CASE("reload: a new certificate for new sessions, the TLS session that runs keeps going") {
+  temp_dir dir;
+  const auto first = make_self_signed(dir.path(), "first");
+  const auto second = make_self_signed(dir.path(), "second");
+  const auto load_cert = [](const std::string& path) {
+    BIO* b = BIO_new_file(path.c_str(), "r");
+    REQUIRE(b != nullptr);
+    X509* x = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
+    BIO_free(b);
+    REQUIRE(x != nullptr);
+    return x;
+  };
+  const auto peer_is = [&](client& c, const std::string& path) {
+    X509* expected = load_cert(path);
+    X509* peer = SSL_get1_peer_certificate(c.ssl());
+    const bool same = peer != nullptr && X509_cmp(peer, expected) == 0;
+    X509_free(peer);
+    X509_free(expected);
+    return same;
+  };
+  const auto tls_session = [](client& c) {
+    REQUIRE(starts_with(c.reply(), "220 "));
+    REQUIRE(starts_with(c.command("EHLO client.example"), "250-"));
+    REQUIRE(starts_with(c.command("STARTTLS"), "220 "));
+    REQUIRE(c.start_tls());
+  };
+  auto cfg = test_config();
+  cfg.tls.cert = first.cert;
+  cfg.tls.key = first.key;
+  test_server s(cfg);
+  client before(s.port());
+  tls_session(before);
+  CHECK(peer_is(before, first.cert));
+
+  cfg.tls.cert = second.cert;
+  cfg.tls.key = second.key;
+  s.server().reload(cfg);
+  client after(s.port());
+  tls_session(after);
+  CHECK(peer_is(after, second.cert));
+  CHECK(starts_with(before.command("EHLO client.example"), "250-"));  // not dropped by the reload
+  CHECK(starts_with(after.command("EHLO client.example"), "250-"));
+
+  auto broken = cfg;
+  broken.tls.key = first.key;  // does not match the certificate: refused, the working one stays
+  CHECK_THROWS_AS(s.server().reload(broken), std::runtime_error);
+  client later(s.port());
+  tls_session(later);
+  CHECK(peer_is(later, second.cert));
+}
+
 TEST_CASE("shutdown: an idle session gets 421 at once, the DATA in flight completes and is spooled") {
   test_server s(test_config());
   client busy(s.port());
@@ -1000,6 +1078,57 @@ TEST_CASE("shutdown: after the grace period a stalled message is dropped unackno
   REQUIRE(done.wait_for(5s) == std::future_status::ready);
   s.finish_after_shutdown();
   CHECK(s.incoming_count() == 0);
+}
+
+TEST_CASE("accept errors (EMFILE) back off, and accepting resumes when descriptors are free again") {
+  test_server s(test_config());
+  // Two client sockets made before the limit drops (connect() needs no new descriptor).
+  int clients[2];
+  for (int& fd : clients) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+  }
+  int highest = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    const int own = ::dirfd(d);
+    while (const dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.' && std::atoi(e->d_name) != own)
+        highest = std::max(highest, std::atoi(e->d_name));
+    ::closedir(d);
+  }
+  REQUIRE(highest > 0);
+  rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(highest) + 1;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  std::vector<int> fillers;  // plug the holes below the limit, so that accept() really fails
+  for (int i = 0; i < 4096; ++i) {
+    const int fd = ::dup(0);
+    if (fd < 0) break;
+    fillers.push_back(fd);
+  }
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(s.port());
+  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  for (const int fd : clients) CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  bool failed = false;
+  for (int i = 0; i < 500 && !failed; ++i) {  // at most 5 s
+    failed = s.server().counters().accept_errors > 0;
+    if (!failed) std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &old) == 0);
+  for (const int fd : fillers) ::close(fd);
+  CHECK(failed);
+  for (const int fd : clients) {
+    pollfd p{fd, POLLIN, 0};
+    CHECK(::poll(&p, 1, 5000) == 1);
+    char buf[256] = {};
+    CHECK(::recv(fd, buf, sizeof buf - 1, 0) > 0);
+    CHECK(starts_with(buf, "220 "));
+    ::close(fd);
+  }
 }
 
 TEST_CASE("1000 idle sessions: RSS per session") {
