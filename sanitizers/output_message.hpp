@@ -9,6 +9,7 @@
 
 #include "config/policy.hpp"
 #include "sanitizers/header_fields.hpp"
+#include "sanitizers/output_check.hpp"
 #include "sanitizers/report.hpp"
 
 namespace mukai::sanitize {
@@ -23,11 +24,5 @@ struct output_spec {
 
 // The serialised message with CRLF line ends, or "" if it would break the output invariant.
 std::string build_output_message(const output_spec& spec, const config::policy& pol);
-
-// A hold notice from fixed text only, for when nothing else can be built.
-std::string minimal_hold_message(const config::policy& pol, const std::string& quarantine_id);
-
-// Every line CRLF-terminated and at most 998 octets, no NUL, no bare CR/LF, 7-bit headers.
-bool meets_output_invariant(std::string_view message);
 
 }  // namespace mukai::sanitize

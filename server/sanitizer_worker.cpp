@@ -45,17 +45,11 @@
 #include <thread>
 #include <utility>
 
+#include "sanitizers/output_check.hpp"
 #include "sanitizers/report_json.hpp"
 
 extern char** environ;
 
-// From sanitizers/output_message.hpp, declared here because that header includes GMime's (through
-// header_fields.hpp) and server/ must not see GMime. Both functions are GMime-free; moving them
-// to a header of their own in sanitizers/ would remove this duplication.
-namespace mukai::sanitize {
-std::string minimal_hold_message(const config::policy& pol, const std::string& quarantine_id);
-bool meets_output_invariant(std::string_view message);
-}  // namespace mukai::sanitize
 
 namespace mukai::server {
 

@@ -3,6 +3,8 @@
 #include "server/durable_fs.hpp"
 
 #include <doctest/doctest.h>
+
+#include "tests/support/temp_dir.hpp"
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -23,37 +25,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under $TMPDIR, removed with everything in it at the end of the test.
-class temp_dir {
- public:
-  temp_dir() {
-    std::string templ = (fs::temp_directory_path() / "mukai-durable-XXXXXX").string();
-    REQUIRE(::mkdtemp(templ.data()) != nullptr);
-    path_ = templ;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const fs::path& path() const { return path_; }
+using mukai::testing::scoped_umask;
+using mukai::testing::temp_dir;
 
- private:
-  fs::path path_;
-};
 
-// Sets the umask for the scope, so that mode checks see exactly what we asked open/mkdir for.
-class scoped_umask {
- public:
-  explicit scoped_umask(mode_t m) : old_(::umask(m)) {}
-  ~scoped_umask() { ::umask(old_); }
-  scoped_umask(const scoped_umask&) = delete;
-  scoped_umask& operator=(const scoped_umask&) = delete;
-
- private:
-  mode_t old_;
-};
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -3,6 +3,8 @@
 #include "server/quarantine_store.hpp"
 
 #include <doctest/doctest.h>
+
+#include "tests/support/temp_dir.hpp"
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -22,35 +24,10 @@ namespace json = boost::json;
 
 namespace {
 
-class temp_dir {
- public:
-  temp_dir() {
-    std::string templ = (fs::temp_directory_path() / "mukai-quarantine-XXXXXX").string();
-    REQUIRE(::mkdtemp(templ.data()) != nullptr);
-    path_ = templ;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const fs::path& path() const { return path_; }
+using mukai::testing::scoped_umask;
+using mukai::testing::temp_dir;
 
- private:
-  fs::path path_;
-};
 
-class scoped_umask {
- public:
-  explicit scoped_umask(mode_t m) : old_(::umask(m)) {}
-  ~scoped_umask() { ::umask(old_); }
-  scoped_umask(const scoped_umask&) = delete;
-  scoped_umask& operator=(const scoped_umask&) = delete;
-
- private:
-  mode_t old_;
-};
 
 std::string sha256_of(std::string_view bytes) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};

@@ -12,6 +12,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <doctest/doctest.h>
+
+#include "tests/support/temp_dir.hpp"
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -60,27 +62,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// ----------------------------------------------------------------------------------------------------
-// Fixtures
-// ----------------------------------------------------------------------------------------------------
-class temp_dir {
- public:
-  temp_dir() {
-    std::string templ = (fs::temp_directory_path() / "mukai-smtp-XXXXXX").string();
-    REQUIRE(::mkdtemp(templ.data()) != nullptr);
-    path_ = templ;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const fs::path& path() const { return path_; }
+using mukai::testing::scoped_umask;
+using mukai::testing::temp_dir;
 
- private:
-  fs::path path_;
-};
 
 // A self-signed P-256 certificate for CN=localhost, made with OpenSSL's APIs.
 struct test_certificate {

@@ -5,6 +5,8 @@
 #include "server/spool.hpp"
 
 #include <doctest/doctest.h>
+
+#include "tests/support/temp_dir.hpp"
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,35 +30,10 @@ using clock_type = std::chrono::system_clock;
 
 namespace {
 
-class temp_dir {
- public:
-  temp_dir() {
-    std::string templ = (fs::temp_directory_path() / "mukai-spool-XXXXXX").string();
-    REQUIRE(::mkdtemp(templ.data()) != nullptr);
-    path_ = templ;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const fs::path& path() const { return path_; }
+using mukai::testing::scoped_umask;
+using mukai::testing::temp_dir;
 
- private:
-  fs::path path_;
-};
 
-class scoped_umask {
- public:
-  explicit scoped_umask(mode_t m) : old_(::umask(m)) {}
-  ~scoped_umask() { ::umask(old_); }
-  scoped_umask(const scoped_umask&) = delete;
-  scoped_umask& operator=(const scoped_umask&) = delete;
-
- private:
-  mode_t old_;
-};
 
 // Forwards to posix_file_ops and logs every call as "op <path relative to root>" (mutex-protected).
 class recording_file_ops final : public file_ops {
