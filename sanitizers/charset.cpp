@@ -7,6 +7,8 @@
 // Threading: no mutable state; ICU converters and detectors are opened per call.
 #include "sanitizers/charset.hpp"
 
+#include "sanitizers/ascii.hpp"
+
 #include <unicode/ucsdet.h>
 
 #include <algorithm>
@@ -26,13 +28,7 @@ using detail::replacement_char;
 // ---------------------------------------------------------------------------------------------
 // Labels
 
-char ascii_lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string lower(std::string_view s) {
-  std::string r(s);
-  for (char& c : r) c = ascii_lower(c);
-  return r;
-}
+using ascii::lower;
 
 // Trims white space and quotes, drops an RFC 2231 "*lang" suffix, lower-cases.
 std::string normalize_label(std::string_view label) {
@@ -58,7 +54,7 @@ std::string alias_key(std::string_view normalized) {
 std::string safe_token(std::string_view label) {
   std::string r;
   for (const char raw : label) {
-    const char c = ascii_lower(raw);
+    const char c = ascii::to_lower(raw);
     if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == ':' ||
         c == '+' || c == '(' || c == ')') {
       r.push_back(c);

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 
+#include "sanitizers/ascii.hpp"
 #include "sanitizers/charset.hpp"
 #include "sanitizers/content_inspect.hpp"
 #include "sanitizers/display_safe.hpp"
@@ -40,11 +41,7 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using ascii::lower;
 
 std::string child_path(const std::string& parent, int index) {
   return parent.empty() ? std::to_string(index + 1) : parent + "." + std::to_string(index + 1);
@@ -246,6 +243,9 @@ class message_sanitizer {
   void show_text(const std::string& path, std::string text, std::string_view label, sink& out);
   void remove_part(part_report pr, std::string bytes, std::string_view name_alt, std::string_view base_reason);
   int choose_alternative(GMimeMultipart* mp);
+  // A part's decoded content, decoded at most once per message (the alternative choice looks at
+  // text/plain before the walk shows it); leaf() moves it out.
+  std::string& decoded_content(GMimePart* part, bool& too_big);
   void append_output_checked(sink& out, std::string_view text);
   result finish(GMimeMessage* message, std::string body);
   result finish_held(const header_fields* fields);
@@ -259,7 +259,12 @@ class message_sanitizer {
   std::vector<removed_part> quarantine_;
   std::vector<std::string> hold_reasons_;
   std::vector<parser_warning> warnings_;
-  std::map<GMimeObject*, std::string> ambiguous_;  // part -> why (a region to remove, or hold if multipart)
+  std::map<GMimeObject*, std::string> ambiguous_;
+  struct decoded_part {
+    std::string bytes;
+    bool too_big = false;
+  };
+  std::map<GMimePart*, decoded_part> decoded_;  // part -> why (a region to remove, or hold if multipart)
   std::vector<std::pair<gint64, GMimeObject*>> offsets_;
   int part_count_ = 0;
   int blob_count_ = 0;
@@ -275,11 +280,10 @@ void message_sanitizer::analyse_warnings(GMimeMessage* message) {
   if (GMimeObject* top = g_mime_message_get_mime_part(message)) index_objects(top, 0);
   std::sort(offsets_.begin(), offsets_.end(), [](auto& a, auto& b) { return a.first < b.first; });
   for (auto& w : warnings_) {
-    GMimeObject* owner = nullptr;
-    for (auto& [off, obj] : offsets_) {
-      if (off <= w.offset) owner = obj;
-      else break;
-    }
+    // The part whose header block starts last at or before the warning's offset.
+    auto after = std::upper_bound(offsets_.begin(), offsets_.end(), w.offset,
+                                  [](gint64 off, const auto& entry) { return off < entry.first; });
+    GMimeObject* owner = after == offsets_.begin() ? nullptr : std::prev(after)->second;
     std::string name = warning_name(w.code);
     switch (w.code) {
       case GMIME_CRIT_NESTING_OVERFLOW:
@@ -330,6 +334,17 @@ void message_sanitizer::index_objects(GMimeObject* obj, int depth) {
   // inner message is only reached through the walk; its warnings map to the enclosing part.
 }
 
+std::string& message_sanitizer::decoded_content(GMimePart* part, bool& too_big) {
+  auto it = decoded_.find(part);
+  if (it == decoded_.end()) {
+    decoded_part d;
+    d.bytes = decode_part_bytes(part, pol_.limit.max_message_size, d.too_big);
+    it = decoded_.emplace(part, std::move(d)).first;
+  }
+  too_big = it->second.too_big;
+  return it->second.bytes;
+}
+
 int message_sanitizer::choose_alternative(GMimeMultipart* mp) {
   int n = g_mime_multipart_get_count(mp);
   int plain = -1, html = -1;
@@ -339,8 +354,8 @@ int message_sanitizer::choose_alternative(GMimeMultipart* mp) {
     std::string type = ct ? lower(gchar_ptr(g_mime_content_type_get_mime_type(ct)).get()) : "text/plain";
     if (type == "text/plain" && GMIME_IS_PART(child) && plain < 0) {
       bool too_big = false;
-      std::string bytes = decode_part_bytes(GMIME_PART(child), pol_.limit.max_message_size, too_big);
-      bool blank = std::all_of(bytes.begin(), bytes.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); });
+      const std::string& bytes = decoded_content(GMIME_PART(child), too_big);
+      bool blank = std::all_of(bytes.begin(), bytes.end(), [](char c) { return ascii::is_space(c); });
       if (!blank || too_big) plain = i;
     } else if (type == "text/html" || (GMIME_IS_MULTIPART(child) && type != "multipart/alternative")) {
       html = i;  // the last rich alternative is the sender's preferred one (RFC 2046 5.1.4)
@@ -553,7 +568,8 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
   pr.filename = info.filename;
 
   bool too_big = false;
-  std::string bytes = decode_part_bytes(part, pol_.limit.max_message_size, too_big);
+  std::string bytes = std::move(decoded_content(part, too_big));
+  decoded_.erase(part);
   if (too_big) {
     hold("limit:message-size");
     return;

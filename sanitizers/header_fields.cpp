@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "sanitizers/ascii.hpp"
 #include "sanitizers/rfc2047.hpp"
 
 namespace mukai::sanitize {
@@ -13,23 +14,9 @@ namespace {
 constexpr int max_addresses_per_field = 100;
 constexpr std::size_t max_references = 30;
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return std::string(s);
-}
+using ascii::iequals;
+using ascii::lower;
+using ascii::trim;
 
 const char* raw_header(GMimeObject* obj, std::string_view name, int* count = nullptr) {
   GMimeHeaderList* list = g_mime_object_get_header_list(obj);
