@@ -1,6 +1,7 @@
 // mukai: one binary, subcommands. Only argument handling and I/O plumbing live here; every
 // decision is made by the libraries (config, sanitizers, server), so the relay and the CLI
 // behave the same.
+#include <signal.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
@@ -15,6 +16,9 @@
 #include "config/config.hpp"
 #include "sanitizers/report_json.hpp"
 #include "server/durable_fs.hpp"
+#include "server/logger.hpp"
+#include "server/next_hop.hpp"
+#include "server/relay.hpp"
 #include "server/quarantine_store.hpp"
 #include "server/sanitize_job.hpp"
 #include "server/sanitizer_worker.hpp"
@@ -32,6 +36,10 @@ const char* usage_text =
     "usage: mukai <command> [options]\n"
     "\n"
     "commands:\n"
+    "  serve [--config FILE]\n"
+    "      Run the relay: receive mail over SMTP, sanitize it, deliver it to the next hop. Without\n"
+    "      --config: the embedded default (127.0.0.1:2525, loopback clients, any recipient domain,\n"
+    "      delivery to maildir:./mukai-data/outbox). SIGTERM stops, SIGHUP reloads the file.\n"
     "  sanitize [--config FILE] [--quarantine-dir DIR | --no-quarantine] [--report FILE] [IN] [-o OUT]\n"
     "      Sanitize one RFC 5322 message (IN or stdin) to OUT (or stdout); the JSON report goes to\n"
     "      FILE (or stderr).\n"
@@ -153,6 +161,34 @@ int run_sanitize(const std::vector<std::string>& args) {
   return exit_ok;
 }
 
+// Problems that stop `mukai serve` from using a loaded configuration (beyond the TOML checks).
+std::vector<config::config_error> serve_problems(const config::mukai_config& c) {
+  auto errors = config::validate_for_serve(c);
+  auto check_hops = [&](const std::vector<std::string>& entries, const char* key) {
+    if (entries.empty()) return;
+    for (auto& e : server::parse_next_hops(entries).errors)
+      errors.push_back({c.source, 0, key, server::to_string(e)});
+  };
+  check_hops(c.delivery.next_hops, "delivery.next_hop");
+  check_hops(c.delivery.bounce_next_hops, "delivery.bounce_next_hop");
+  return errors;
+}
+
+std::optional<config::mukai_config> load_serve_config(const std::string& file, std::ostream& err) {
+  auto r = config::load_config_file(file);
+  std::vector<config::config_error> errors = r.errors;
+  if (r.config) {
+    auto more = serve_problems(*r.config);
+    errors.insert(errors.end(), more.begin(), more.end());
+  }
+  for (auto& e : errors) err << config::to_string(e) << "\n";
+  if (!errors.empty()) {
+    err << errors.size() << (errors.size() == 1 ? " problem" : " problems") << " found\n";
+    return std::nullopt;
+  }
+  return r.config;
+}
+
 int run_check_config(const std::vector<std::string>& args) {
   po::options_description opts("check-config");
   opts.add_options()("config", po::value<std::string>()->required());
@@ -163,19 +199,83 @@ int run_check_config(const std::vector<std::string>& args) {
   } catch (const po::error& e) {
     return usage_error(e.what());
   }
-  auto r = config::load_config_file(vm["config"].as<std::string>());
-  std::vector<config::config_error> errors = r.errors;
-  if (r.config) {
-    auto more = config::validate_for_serve(*r.config);
-    errors.insert(errors.end(), more.begin(), more.end());
-  }
-  for (auto& e : errors) std::cerr << config::to_string(e) << "\n";
-  if (!errors.empty()) {
-    std::cerr << errors.size() << (errors.size() == 1 ? " problem" : " problems") << " found\n";
-    return exit_usage;
-  }
+  if (!load_serve_config(vm["config"].as<std::string>(), std::cerr)) return exit_usage;
   std::cout << vm["config"].as<std::string>() << ": ok\n";
   return exit_ok;
+}
+
+int run_serve(const std::vector<std::string>& args) {
+  po::options_description opts("serve");
+  opts.add_options()("config", po::value<std::string>());
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(opts).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(e.what());
+  }
+  std::string config_file;
+  std::optional<config::mukai_config> cfg;
+  if (vm.count("config")) {
+    config_file = std::filesystem::absolute(vm["config"].as<std::string>()).string();
+    cfg = load_serve_config(config_file, std::cerr);
+    if (!cfg) return exit_usage;
+  } else {
+    cfg = config::embedded_default();
+  }
+  server::log_level level = server::log_level::info;
+  (void)server::parse_log_level(cfg->log.level, level);
+
+  // Signals are taken synchronously by this thread (sigwait), so every thread the relay starts
+  // inherits a mask with them blocked and no handler ever runs in the middle of relay code.
+  // SIGPIPE: a peer closing a socket or a worker's pipe is an error code, not a death.
+  sigset_t wanted;
+  sigemptyset(&wanted);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&wanted, sig);
+  pthread_sigmask(SIG_BLOCK, &wanted, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<server::logger> log;
+  std::unique_ptr<server::relay> relay;
+  try {
+    log = std::make_unique<server::logger>(level, cfg->log.file);
+    server::relay_options ro;
+    ro.config_file = config_file;
+    ro.worker_binary = server::current_executable();
+    relay = std::make_unique<server::relay>(*cfg, ro, *log);
+    relay->start();
+  } catch (const std::exception& e) {
+    std::cerr << "mukai: cannot start: " << e.what() << "\n";
+    return exit_failure;
+  }
+  log->write(server::log_level::info, "configuration: " + cfg->source);
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&wanted, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      if (config_file.empty()) {
+        log->write(server::log_level::warning, "SIGHUP: running on the embedded default, nothing to reload");
+        continue;
+      }
+      std::ostringstream problems;
+      auto fresh = load_serve_config(config_file, problems);
+      if (!fresh) {
+        log->write(server::log_level::error, "reload refused, the running configuration stays: " + problems.str());
+        continue;
+      }
+      try {
+        relay->reload(*fresh);
+        server::log_level l = server::log_level::info;
+        if (server::parse_log_level(fresh->log.level, l)) log->set_threshold(l);
+      } catch (const std::exception& e) {
+        log->write(server::log_level::error, std::string("reload refused, the running configuration stays: ") + e.what());
+      }
+      continue;
+    }
+    log->write(server::log_level::info, std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
+    relay->shutdown(std::chrono::seconds(30));
+    return exit_ok;
+  }
 }
 
 }  // namespace
@@ -185,6 +285,7 @@ int main(int argc, char** argv) {
   std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   try {
+    if (command == "serve") return run_serve(args);
     if (command == "sanitize") return run_sanitize(args);
     if (command == "check-config") return run_check_config(args);
     if (command == "worker") return server::run_sanitizer_worker(args);  // hidden: spawned by the relay

@@ -364,6 +364,12 @@ void read_all(const toml::table& root, const std::string& file, std::vector<conf
     dr.read_duration("max_backoff", c.delivery.max_backoff);
     dr.read_duration("max_queue_lifetime", c.delivery.max_queue_lifetime);
     dr.read("bounce", c.delivery.bounce);
+    dr.read_list("bounce_next_hop", c.delivery.bounce_next_hops);
+    if (auto* n = t->get("bounce_next_hop")) {
+      for (auto& h : c.delivery.bounce_next_hops)
+        if (h.rfind("smtp://", 0) != 0 && h.rfind("maildir:", 0) != 0)
+          dr.error(*n, "bounce_next_hop", "\"" + h + "\" must start with smtp:// or maildir:");
+    }
     dr.read_count("concurrency", c.delivery.concurrency, 1, 1000);
   }
   if (auto* t = r.sub("spool")) {

@@ -57,6 +57,8 @@ struct delivery_config {
   std::chrono::seconds min_backoff{300}, max_backoff{4000};
   std::chrono::seconds max_queue_lifetime{5 * 24 * 3600};
   bool bounce = true;          // send DSNs for permanent failures and expiry
+  // Where DSNs go (they are addressed to the Internet-side sender): empty = the next_hop list.
+  std::vector<std::string> bounce_next_hops;
   std::size_t concurrency = 20;
 };
 

@@ -594,7 +594,7 @@ std::optional<dsn_message> build_dsn(const spooled_message& original,
   dsn.envelope.smtputf8 = sender_utf8;
   dsn.envelope.esmtp = true;
   dsn.envelope.helo = host;
-  dsn.envelope.client_address = "127.0.0.1";  // generated locally
+  dsn.envelope.client_address = std::string(dsn_client_address);  // generated here, routed as a DSN
   dsn.envelope.received = now;
   return dsn;
 }

@@ -58,6 +58,10 @@ struct dsn_diagnostic {
 };
 [[nodiscard]] dsn_diagnostic classify_diagnostic(std::string_view last_reply, bool expired);
 
+// The spool envelope's client address of a DSN we generated (no SMTP client ever has it: the session
+// stores an IP literal). The relay routes such messages to [delivery] bounce_next_hop.
+inline constexpr std::string_view dsn_client_address = "local:dsn";
+
 struct dsn_message {
   spool_envelope envelope;  // null sender; one recipient: the original sender
   std::string body;         // the complete message, CRLF

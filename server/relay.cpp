@@ -1,0 +1,676 @@
+#include "server/relay.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "server/delivery.hpp"
+#include "server/dsn.hpp"
+#include "server/next_hop.hpp"
+#include "server/quarantine_store.hpp"
+#include "server/smtp_trace.hpp"
+#include "server/spool.hpp"
+
+namespace mukai::server {
+
+namespace asio = boost::asio;
+using std::chrono::steady_clock;
+using std::chrono::system_clock;
+
+namespace {
+
+// Headroom the spool needs beyond [smtp] max_message_size (the Received header we prepend), and
+// for the sanitized copy (re-encoding as quoted-printable or base64 can grow text by a third; the
+// engine's own output budget bounds it too).
+constexpr std::uint64_t spool_headroom = 64 * 1024;
+
+spool_options spool_options_for(const config::mukai_config& c) {
+  spool_options o;
+  o.max_message_size = c.smtp.max_message_size + spool_headroom;
+  o.max_outbound_size = std::max<std::uint64_t>(2 * o.max_message_size,
+                                                2 * c.pol.limit.max_decoded_output + spool_headroom);
+  return o;
+}
+
+std::vector<next_hop> parse_hops_or_throw(const std::vector<std::string>& entries, const char* key) {
+  auto parsed = parse_next_hops(entries);
+  if (!parsed.errors.empty()) {
+    std::string text = std::string("delivery.") + key + ":";
+    for (auto& e : parsed.errors) text += " " + to_string(e) + ";";
+    throw std::invalid_argument(text);
+  }
+  return parsed.hops;
+}
+
+bool all_ascii(std::string_view s) noexcept {
+  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+std::string join_addresses(const spool_envelope& e) {
+  std::string out;
+  for (auto& r : e.recipients) {
+    if (!out.empty()) out += ',';
+    out += '<' + r.address + '>';
+  }
+  return out;
+}
+
+// Everything delivery needs that a reload may replace; a delivery attempt keeps the snapshot it
+// started with.
+struct delivery_setup {
+  std::vector<next_hop> hops;
+  std::vector<next_hop> bounce_hops;  // empty: hops
+  std::unique_ptr<smtp_client> client;
+  retry_policy retry;
+  dsn_options dsn;
+  bool bounce = true;
+  std::size_t concurrency = 20;
+};
+
+std::shared_ptr<const delivery_setup> make_delivery_setup(const config::mukai_config& c,
+                                                          const std::optional<smtp_client_options>& client_options) {
+  auto s = std::make_shared<delivery_setup>();
+  s->hops = parse_hops_or_throw(c.delivery.next_hops, "next_hop");
+  if (!c.delivery.bounce_next_hops.empty())
+    s->bounce_hops = parse_hops_or_throw(c.delivery.bounce_next_hops, "bounce_next_hop");
+  smtp_client_options co = client_options ? *client_options : smtp_client_options::from_config(c);
+  co.helo_name = c.smtp.hostname;
+  co.ca_file = c.delivery.ca_file;
+  s->client = std::make_unique<smtp_client>(std::move(co));
+  s->retry = retry_policy::from_config(c.delivery);
+  s->dsn.reporting_mta = c.smtp.hostname;
+  s->dsn.max_queue_lifetime = c.delivery.max_queue_lifetime;
+  s->bounce = c.delivery.bounce;
+  s->concurrency = std::max<std::size_t>(1, c.delivery.concurrency);
+  return s;
+}
+
+// One delivery attempt of one message; shared between the I/O and the blocking stages.
+struct delivery_job {
+  std::string id;
+  std::shared_ptr<const delivery_setup> setup;
+  spooled_message message;
+  delivery_state state;
+  std::vector<std::size_t> pending;
+  bool is_dsn = false;
+  bool ready = false;  // loaded and something to send
+  delivery_outcome outcome;
+};
+
+}  // namespace
+
+struct relay::impl {
+  enum class stage : std::uint8_t { sanitize, deliver };
+  struct sanitize_item {
+    std::string id;
+    bool claimed = false;  // already in active/ (a retry)
+  };
+
+  impl(const config::mukai_config& c, relay_options o, logger& l)
+      : options(std::move(o)),
+        log(l),
+        cfg(std::make_shared<const config::mukai_config>(c)),
+        spool_(c.spool.dir, files, spool_options_for(c)),
+        store(c.quarantine.dir, files),
+        io(static_cast<int>(io_thread_count())),
+        blocking(std::max<std::size_t>(1, options.blocking_threads)) {}
+
+  std::size_t io_thread_count() const {
+    if (options.io_threads) return options.io_threads;
+    return std::max(1u, std::thread::hardware_concurrency());
+  }
+
+  relay_options options;
+  logger& log;
+  posix_file_ops files;
+
+  mutable std::mutex mutex;  // guards everything below up to the counters
+  std::shared_ptr<const config::mukai_config> cfg;
+  std::shared_ptr<sanitizer_pool> pool;
+  std::shared_ptr<const delivery_setup> delivery;
+  std::deque<sanitize_item> sanitize_queue;
+  std::set<std::string, std::less<>> sanitize_known;  // queued or being sanitized
+  std::deque<std::string> delivery_queue;
+  std::set<std::string, std::less<>> delivery_known;  // queued or being delivered
+  std::size_t delivery_in_flight = 0;
+  std::multimap<steady_clock::time_point, std::pair<std::string, stage>> retries;
+  bool stopping = false;
+  bool stopped = false;
+  bool flush_requested = false;
+  std::condition_variable sanitize_cv, scheduler_cv, delivery_idle_cv;
+
+  spool spool_;
+  quarantine_store store;
+  asio::io_context io;
+  asio::thread_pool blocking;
+  std::unique_ptr<smtp_server> server;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<std::thread> io_threads, sanitize_threads;
+  std::thread scheduler;
+
+  struct atomic_counters {
+    std::atomic<std::uint64_t> clean{0}, sanitized{0}, held{0}, sanitize_retries{0}, delivery_attempts{0},
+        recipients_delivered{0}, recipients_deferred{0}, recipients_failed{0}, messages_finished{0},
+        dsns_queued{0}, corrupt{0};
+  } n;
+
+  // ---- logging -------------------------------------------------------------------------------
+
+  void info(const std::string& s) { log.write(log_level::info, s); }
+  void warn(const std::string& s) { log.write(log_level::warning, s); }
+  void error(const std::string& s) { log.write(log_level::error, s); }
+
+  // ---- queues --------------------------------------------------------------------------------
+
+  void enqueue_sanitize(std::string id, bool claimed = false) {
+    {
+      const std::lock_guard lock(mutex);
+      if (stopping || sanitize_known.contains(id)) return;
+      sanitize_known.insert(id);
+      sanitize_queue.push_back({std::move(id), claimed});
+    }
+    sanitize_cv.notify_one();
+  }
+
+  void enqueue_delivery(std::string id) {
+    const std::lock_guard lock(mutex);
+    if (stopping || delivery_known.contains(id)) return;
+    delivery_known.insert(id);
+    delivery_queue.push_back(std::move(id));
+    pump_deliveries_locked();
+  }
+
+  void schedule_retry(std::string id, stage s) {
+    const std::lock_guard lock(mutex);
+    retries.emplace(steady_clock::now() + options.retry_interval, std::make_pair(std::move(id), s));
+  }
+
+  // ---- sanitizing ----------------------------------------------------------------------------
+
+  void sanitize_loop() {
+    for (;;) {
+      sanitize_item item;
+      std::shared_ptr<sanitizer_pool> p;
+      std::shared_ptr<const config::mukai_config> c;
+      {
+        std::unique_lock lock(mutex);
+        sanitize_cv.wait(lock, [&] { return stopping || !sanitize_queue.empty(); });
+        if (stopping) return;
+        item = std::move(sanitize_queue.front());
+        sanitize_queue.pop_front();
+        p = pool;
+        c = cfg;
+      }
+      try {
+        process_incoming(item, *p, *c);
+      } catch (const std::exception& e) {
+        // bad_alloc and the like: the message stays where it is and is tried again.
+        error(item.id + ": sanitizing failed: " + e.what() + "; retrying later");
+        schedule_retry(item.id, stage::sanitize);
+      }
+      const std::lock_guard lock(mutex);
+      sanitize_known.erase(item.id);
+    }
+  }
+
+  void process_incoming(const sanitize_item& item, sanitizer_pool& p, const config::mukai_config& c) {
+    const std::string& id = item.id;
+    if (!item.claimed) {
+      if (auto ec = spool_.claim_incoming(id)) {
+        // ENOENT: already sanitized (a rescan raced with us) or being retried from active/.
+        if (ec == std::errc::no_such_file_or_directory && spool_.locate(id) != spool_state::active) return;
+        if (ec != std::errc::no_such_file_or_directory) {
+          error(id + ": cannot claim incoming message: " + ec.message() + "; retrying later");
+          n.sanitize_retries++;
+          schedule_retry(id, stage::sanitize);
+          return;
+        }
+      }
+    }
+    auto msg = spool_.read(spool_state::active, id);
+    if (!msg) {
+      if (msg.error() == spool_errc::corrupt) {
+        move_to_corrupt(spool_state::active, id);
+        return;
+      }
+      error(id + ": cannot read the spooled message: " + msg.error().message() + "; retrying later");
+      n.sanitize_retries++;
+      schedule_retry(id, stage::sanitize);
+      return;
+    }
+    quarantine_envelope qe;
+    qe.mail_from = msg->envelope.mail_from;
+    for (auto& r : msg->envelope.recipients) qe.rcpt_to.push_back(r.address);
+    const std::string received_by =
+        "by " + c.smtp.hostname + " (mukai sanitizer) id " + id + "; " + format_rfc5322_date(system_clock::now());
+    const auto t0 = steady_clock::now();
+    job_outcome out = p.sanitize(msg->body, store, qe, received_by);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t0).count();
+    if (out.store_error) {
+      // Fail closed: without the removed parts in the quarantine the notice would promise what we
+      // do not have. The message waits in active/.
+      error(id + ": cannot write the quarantine: " + out.store_error.message() + "; message kept, retrying later");
+      n.sanitize_retries++;
+      schedule_retry(id, stage::sanitize);
+      return;
+    }
+    spool_envelope env = msg->envelope;
+    env.body = all_ascii(out.result.output) ? spool_body_type::seven_bit : spool_body_type::eight_bit_mime;
+    if (auto ec = spool_.store_outbound(id, out.result.output, env)) {
+      error(id + ": cannot spool the sanitized message: " + ec.message() + "; retrying later");
+      n.sanitize_retries++;
+      schedule_retry(id, stage::sanitize);
+      return;
+    }
+    const auto& rep = out.result.rep;
+    switch (rep.result) {
+      case sanitize::verdict::clean: n.clean++; break;
+      case sanitize::verdict::sanitized: n.sanitized++; break;
+      case sanitize::verdict::held: n.held++; break;
+    }
+    std::size_t removed = 0;
+    for (auto& part : rep.parts)
+      if (part.action == sanitize::part_action::quarantined || part.action == sanitize::part_action::discarded)
+        ++removed;
+    std::string line = id + ": " + sanitize::to_string(rep.result) + " from=<" + msg->envelope.mail_from +
+                       "> to=" + join_addresses(msg->envelope) + " size=" + std::to_string(msg->body.size()) + " parts=" + std::to_string(rep.parts.size()) +
+                       " removed=" + std::to_string(removed) +
+                       " quarantine=" + (rep.quarantine_id ? *rep.quarantine_id : std::string("-")) +
+                       " time=" + std::to_string(ms) + "ms";
+    if (!rep.reasons.empty()) {
+      line += " reasons=";
+      for (std::size_t i = 0; i < rep.reasons.size() && i < 8; ++i) line += (i ? "," : "") + rep.reasons[i];
+    }
+    info(line);
+    enqueue_delivery(id);
+  }
+
+  void move_to_corrupt(spool_state state, const std::string& id) {
+    n.corrupt++;
+    auto moved = spool_.move_to_corrupt(state, id);
+    if (moved)
+      error(id + ": spool file does not verify; moved to corrupt/" + *moved + " (kept for the administrator)");
+    else
+      error(id + ": spool file does not verify and cannot be moved to corrupt/: " + moved.error().message());
+  }
+
+  // ---- delivery ------------------------------------------------------------------------------
+
+  void pump_deliveries_locked() {
+    while (!stopping && !delivery_queue.empty() && delivery_in_flight < delivery->concurrency) {
+      auto job = std::make_shared<delivery_job>();
+      job->id = std::move(delivery_queue.front());
+      delivery_queue.pop_front();
+      job->setup = delivery;
+      ++delivery_in_flight;
+      asio::co_spawn(asio::make_strand(io), deliver_message(job), [this, job](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& x) {
+            error(job->id + ": delivery attempt failed: " + x.what() + "; retrying later");
+          } catch (...) {
+            error(job->id + ": delivery attempt failed; retrying later");
+          }
+          schedule_retry(job->id, stage::deliver);
+        }
+        const std::lock_guard lock(mutex);
+        delivery_known.erase(job->id);
+        --delivery_in_flight;
+        if (delivery_in_flight == 0) delivery_idle_cv.notify_all();
+        pump_deliveries_locked();
+      });
+    }
+  }
+
+  asio::awaitable<void> deliver_message(std::shared_ptr<delivery_job> job) {
+    co_await asio::co_spawn(blocking, load_job(job), asio::use_awaitable);
+    if (!job->ready) co_return;
+    const delivery_services services{*job->setup->client, files, blocking.get_executor()};
+    const auto& hops = job->is_dsn && !job->setup->bounce_hops.empty() ? job->setup->bounce_hops : job->setup->hops;
+    delivery_outcome outcome = co_await deliver(job->message, hops, job->pending, services);
+    job->outcome = std::move(outcome);
+    co_await asio::co_spawn(blocking, settle_job(job), asio::use_awaitable);
+  }
+
+  // Blocking stage before an attempt: the message and its delivery state.
+  asio::awaitable<void> load_job(std::shared_ptr<delivery_job> job) {
+    auto msg = spool_.read(spool_state::outbound, job->id);
+    if (!msg) {
+      if (msg.error() == std::errc::no_such_file_or_directory) co_return;  // finished or deferred meanwhile
+      if (msg.error() == spool_errc::corrupt) {
+        move_to_corrupt(spool_state::outbound, job->id);
+        co_return;
+      }
+      error(job->id + ": cannot read outbound message: " + msg.error().message() + "; retrying later");
+      schedule_retry(job->id, stage::deliver);
+      co_return;
+    }
+    auto state = spool_.load_delivery_state(job->id);
+    if (!state) {
+      error(job->id + ": cannot read the delivery state: " + state.error().message() + "; retrying later");
+      schedule_retry(job->id, stage::deliver);
+      co_return;
+    }
+    job->message = std::move(*msg);
+    job->state = std::move(*state);
+    job->pending = pending_recipients(job->state);
+    job->is_dsn = job->message.envelope.client_address == dsn_client_address;
+    if (job->pending.empty()) {
+      // Every recipient settled before a crash stopped us from removing the message.
+      if (auto ec = spool_.finish(job->id))
+        error(job->id + ": cannot remove delivered message: " + ec.message());
+      else
+        n.messages_finished++;
+      co_return;
+    }
+    n.delivery_attempts++;
+    job->ready = true;
+  }
+
+  // Blocking stage after an attempt: DSN, delivery state, then finish or defer.
+  asio::awaitable<void> settle_job(std::shared_ptr<delivery_job> job) {
+    const auto now = system_clock::now();
+    const auto& env = job->message.envelope;
+    delivery_state state = job->state;
+    const attempt_summary sum = record_attempt(state, env, job->outcome, now, job->setup->retry);
+
+    for (auto& hop : job->outcome.hops) {
+      if (hop.error)
+        warn(job->id + ": " + hop.hop + ": " + hop.error_text);
+    }
+    for (auto& r : job->outcome.recipients) {
+      const auto& rcpt = env.recipients.at(r.index);
+      const auto& rs = state.recipients.at(r.index);
+      const char* status = rs.status == recipient_status::delivered ? "sent"
+                           : rs.status == recipient_status::failed  ? (r.status == rcpt_status::permanent ? "bounced" : "expired")
+                                                                     : "deferred";
+      const std::string relay_name =
+          !r.remote.empty() ? r.remote : job->outcome.hops.empty() ? std::string("none") : job->outcome.hops.back().hop;
+      info(job->id + ": to=<" + rcpt.address + "> relay=" + relay_name +
+           " status=" + status + " (" + r.reply + ")");
+    }
+
+    // The DSN is spooled before the failures are recorded: a crash in between sends the failed
+    // recipients once more (and perhaps a second DSN), it never loses the DSN.
+    if (!sum.newly_failed.empty() && job->setup->bounce && !job->is_dsn) {
+      if (auto dsn = build_dsn(job->message, sum.newly_failed, job->setup->dsn, now)) {
+        const std::string dsn_id = new_queue_id();
+        if (auto ec = spool_.store_outbound(dsn_id, dsn->body, dsn->envelope)) {
+          error(job->id + ": cannot spool the DSN: " + ec.message() + "; retrying later");
+          schedule_retry(job->id, stage::deliver);
+          co_return;
+        }
+        n.dsns_queued++;
+        info(job->id + ": DSN " + dsn_id + " queued for <" + env.mail_from + ">");
+        enqueue_delivery(dsn_id);
+      }
+    }
+    if (auto ec = spool_.save_delivery_state(job->id, state)) {
+      error(job->id + ": cannot record delivery results: " + ec.message() + "; retrying later");
+      schedule_retry(job->id, stage::deliver);
+      co_return;
+    }
+    n.recipients_delivered += sum.delivered;
+    n.recipients_failed += sum.failed;
+    n.recipients_deferred += sum.deferred;
+    if (sum.finished) {
+      if (auto ec = spool_.finish(job->id)) {
+        error(job->id + ": cannot remove the delivered message: " + ec.message() + "; retrying later");
+        schedule_retry(job->id, stage::deliver);
+        co_return;
+      }
+      n.messages_finished++;
+      info(job->id + ": removed");
+    } else {
+      if (auto ec = spool_.defer(job->id, sum.next_attempt)) {
+        error(job->id + ": cannot defer: " + ec.message() + "; retrying later");
+        schedule_retry(job->id, stage::deliver);
+        co_return;
+      }
+      const auto wait = std::chrono::duration_cast<std::chrono::seconds>(sum.next_attempt - now).count();
+      info(job->id + ": deferred, " + std::to_string(sum.deferred) + " recipient(s) pending, next attempt in " +
+           std::to_string(std::max<long long>(0, wait)) + "s");
+    }
+  }
+
+  // ---- scheduler -----------------------------------------------------------------------------
+
+  void scheduler_loop() {
+    auto next_rescan = steady_clock::now() + options.rescan_interval;
+    for (;;) {
+      bool flush_now = false;
+      std::vector<std::pair<std::string, stage>> due;
+      {
+        std::unique_lock lock(mutex);
+        scheduler_cv.wait_for(lock, options.scan_interval, [&] { return stopping || flush_requested; });
+        if (stopping) return;
+        flush_now = flush_requested;
+        flush_requested = false;
+        const auto now = steady_clock::now();
+        while (!retries.empty() && (flush_now || retries.begin()->first <= now)) {
+          due.push_back(std::move(retries.begin()->second));
+          retries.erase(retries.begin());
+        }
+      }
+      try {
+        for (auto& [id, s] : due) {
+          if (s == stage::sanitize)
+            enqueue_sanitize(id, spool_.locate(id) == spool_state::active);
+          else
+            enqueue_delivery(id);
+        }
+        requeue_due_deferred(flush_now);
+        if (flush_now || steady_clock::now() >= next_rescan) {
+          rescan();
+          next_rescan = steady_clock::now() + options.rescan_interval;
+        }
+      } catch (const std::exception& e) {
+        error(std::string("scheduler: ") + e.what());
+      }
+    }
+  }
+
+  void requeue_due_deferred(bool all) {
+    const auto when = all ? system_clock::time_point::max() : system_clock::now();
+    auto ids = spool_.due_deferred(when);
+    if (!ids) {
+      error("scheduler: cannot list deferred/: " + ids.error().message());
+      return;
+    }
+    for (auto& id : *ids) {
+      {
+        const std::lock_guard lock(mutex);
+        if (stopping || delivery_known.contains(id)) continue;
+      }
+      if (auto ec = spool_.requeue_deferred(id)) {
+        if (ec != std::errc::no_such_file_or_directory) error(id + ": cannot requeue: " + ec.message());
+        continue;
+      }
+      enqueue_delivery(id);
+    }
+  }
+
+  // The directories are the truth; the queues only a cache of them.
+  void rescan() {
+    if (auto ids = spool_.list(spool_state::incoming)) {
+      for (auto& id : *ids) enqueue_sanitize(id);
+    }
+    if (auto ids = spool_.list(spool_state::outbound)) {
+      for (auto& id : *ids) enqueue_delivery(id);
+    }
+  }
+};
+
+relay::relay(const config::mukai_config& config, relay_options options, logger& log)
+    : impl_(std::make_unique<impl>(config, std::move(options), log)) {
+  auto& m = *impl_;
+  m.delivery = make_delivery_setup(config, m.options.client_options);
+  // Parents of the spool and quarantine roots (e.g. ./mukai-data on a first run); the roots
+  // themselves are created 0700 by ensure_layout.
+  for (const auto& dir : {config.spool.dir, config.quarantine.dir}) {
+    std::error_code ec;
+    if (dir.has_parent_path()) std::filesystem::create_directories(dir.parent_path(), ec);
+    if (ec) throw std::system_error(ec, "cannot create " + dir.parent_path().string());
+  }
+  if (auto ec = m.spool_.ensure_layout())
+    throw std::system_error(ec, "spool directory " + config.spool.dir.string());
+  auto recovered = m.spool_.recover();
+  if (!recovered) throw std::system_error(recovered.error(), "spool recovery in " + config.spool.dir.string());
+  const auto& r = *recovered;
+  m.info("spool " + config.spool.dir.string() + " recovered: " + std::to_string(r.incoming) + " incoming, " +
+         std::to_string(r.outbound) + " outbound, " + std::to_string(r.deferred) + " deferred; purged " +
+         std::to_string(r.purged_tmp) + " unacknowledged, requeued " + std::to_string(r.requeued_active) +
+         " interrupted, " + std::to_string(r.superseded) + " superseded copies");
+  m.n.corrupt += r.corrupt;
+  for (auto& name : r.corrupt_names)
+    m.error("spool: a file failed verification at start-up and was moved to corrupt/" + name);
+  if (auto ec = m.store.ensure_layout())
+    throw std::system_error(ec, "quarantine directory " + config.quarantine.dir.string());
+  if (auto ec = m.store.purge_staging()) m.warn("quarantine: cannot purge tmp/: " + ec.message());
+
+  auto wo = worker_options_from_config(config, m.options.worker_binary, m.options.config_file);
+  wo.log = [&log](const std::string& line) { log.write(log_level::error, line); };
+  m.pool = std::make_shared<sanitizer_pool>(std::move(wo));
+
+  smtp_server_options so;
+  so.on_message_spooled = [&m](std::string id) { m.enqueue_sanitize(std::move(id)); };
+  so.log = [&log](smtp_log_level level, std::string_view text) { log.write(level, text); };
+  m.server = std::make_unique<smtp_server>(m.io.get_executor(), m.blocking.get_executor(), m.spool_, config,
+                                           std::move(so));
+}
+
+relay::~relay() {
+  try {
+    shutdown(std::chrono::seconds(0));
+  } catch (...) {
+  }
+}
+
+void relay::start() {
+  auto& m = *impl_;
+  m.work.emplace(m.io.get_executor());
+  for (std::size_t i = 0; i < m.io_thread_count(); ++i) m.io_threads.emplace_back([&m] { m.io.run(); });
+  const std::size_t sanitizers = std::max<std::size_t>(1, m.cfg->worker.count);
+  for (std::size_t i = 0; i < sanitizers; ++i) m.sanitize_threads.emplace_back([&m] { m.sanitize_loop(); });
+  m.rescan();
+  m.scheduler = std::thread([&m] { m.scheduler_loop(); });
+  m.server->start();
+  std::string where;
+  for (auto& ep : m.server->local_endpoints()) {
+    std::ostringstream s;
+    s << ep;
+    where += (where.empty() ? "" : " ") + s.str();
+  }
+  m.info("mukai relay listening on " + where + "; delivering to " + to_string(m.delivery->hops.front()) +
+         (m.delivery->hops.size() > 1 ? " (+" + std::to_string(m.delivery->hops.size() - 1) + " failover)" : ""));
+}
+
+std::vector<boost::asio::ip::tcp::endpoint> relay::local_endpoints() const { return impl_->server->local_endpoints(); }
+
+void relay::reload(const config::mukai_config& config) {
+  auto& m = *impl_;
+  auto setup = make_delivery_setup(config, m.options.client_options);  // throws on a bad hop list
+  m.server->reload(config);                                            // throws and keeps the old one
+  auto wo = worker_options_from_config(config, m.options.worker_binary, m.options.config_file);
+  wo.log = [&log = m.log](const std::string& line) { log.write(log_level::error, line); };
+  auto new_pool = std::make_shared<sanitizer_pool>(std::move(wo));
+  std::shared_ptr<const config::mukai_config> old;
+  {
+    const std::lock_guard lock(m.mutex);
+    old = m.cfg;
+    m.cfg = std::make_shared<const config::mukai_config>(config);
+    m.delivery = std::move(setup);
+    m.pool = std::move(new_pool);  // the old pool ends when its last message is done
+    m.pump_deliveries_locked();    // the concurrency may have grown
+  }
+  if (old->smtp.listen != config.smtp.listen || old->spool.dir != config.spool.dir ||
+      old->quarantine.dir != config.quarantine.dir || old->worker.count != config.worker.count ||
+      old->log.file != config.log.file)
+    m.warn("reload: listen addresses, directories, worker count and the log file change only at a restart");
+  m.info("configuration reloaded from " + config.source);
+}
+
+void relay::flush() {
+  {
+    const std::lock_guard lock(impl_->mutex);
+    impl_->flush_requested = true;
+  }
+  impl_->scheduler_cv.notify_all();
+}
+
+void relay::shutdown(std::chrono::steady_clock::duration grace) {
+  auto& m = *impl_;
+  {
+    const std::lock_guard lock(m.mutex);
+    if (m.stopped) return;
+    m.stopped = true;
+  }
+  const bool running = m.work.has_value();
+  if (running) {
+    // SMTP first: every message a client is sending gets its 250 (or a 421 before it starts).
+    auto done = asio::co_spawn(m.io, m.server->shutdown(grace), asio::use_future);
+    try {
+      done.get();
+    } catch (const std::exception& e) {
+      m.error(std::string("smtp shutdown: ") + e.what());
+    }
+  }
+  {
+    const std::lock_guard lock(m.mutex);
+    m.stopping = true;
+  }
+  m.sanitize_cv.notify_all();
+  m.scheduler_cv.notify_all();
+  for (auto& t : m.sanitize_threads) t.join();
+  if (m.scheduler.joinable()) m.scheduler.join();
+  {
+    std::unique_lock lock(m.mutex);
+    if (!m.delivery_idle_cv.wait_for(lock, grace, [&] { return m.delivery_in_flight == 0; }))
+      m.warn("shutdown: " + std::to_string(m.delivery_in_flight) +
+             " delivery attempt(s) abandoned; their recipients stay queued");
+  }
+  m.work.reset();
+  m.io.stop();
+  for (auto& t : m.io_threads) t.join();
+  m.blocking.join();
+  if (running) m.info("mukai relay stopped");
+}
+
+relay_counters relay::counters() const {
+  auto& m = *impl_;
+  relay_counters c;
+  c.smtp = m.server->counters();
+  {
+    const std::lock_guard lock(m.mutex);
+    c.workers = m.pool->stats();
+  }
+  c.clean = m.n.clean;
+  c.sanitized = m.n.sanitized;
+  c.held = m.n.held;
+  c.sanitize_retries = m.n.sanitize_retries;
+  c.delivery_attempts = m.n.delivery_attempts;
+  c.recipients_delivered = m.n.recipients_delivered;
+  c.recipients_deferred = m.n.recipients_deferred;
+  c.recipients_failed = m.n.recipients_failed;
+  c.messages_finished = m.n.messages_finished;
+  c.dsns_queued = m.n.dsns_queued;
+  c.corrupt = m.n.corrupt;
+  return c;
+}
+
+}  // namespace mukai::server
