@@ -405,6 +405,7 @@ struct relay::impl {
            " status=" + status + " (" + r.reply + ")");
     }
 
+    bool dsn_spooled = false;
     // The DSN is spooled before the failures are recorded: a crash in between sends the failed
     // recipients once more (and perhaps a second DSN), it never loses the DSN.
     if (!sum.newly_failed.empty() && job->setup->bounce && !job->is_dsn) {
@@ -416,9 +417,23 @@ struct relay::impl {
           co_return;
         }
         n.dsns_queued++;
+        dsn_spooled = true;
         info(job->id + ": DSN " + dsn_id + " queued for <" + env.mail_from + ">");
         enqueue_delivery(dsn_id);
       }
+    }
+    if (sum.finished && !dsn_spooled) {
+      // Settled in one go: no need to record the results before removing the message.
+      if (auto ec = spool_.finish(job->id, state)) {
+        error(job->id + ": cannot remove the delivered message: " + ec.message() + "; retrying later");
+        schedule_retry(job->id, stage::deliver);
+        co_return;
+      }
+      n.recipients_delivered += sum.delivered;
+      n.recipients_failed += sum.failed;
+      n.messages_finished++;
+      info(job->id + ": removed");
+      co_return;
     }
     if (auto ec = spool_.save_delivery_state(job->id, state)) {
       error(job->id + ": cannot record delivery results: " + ec.message() + "; retrying later");

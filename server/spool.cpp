@@ -1267,7 +1267,14 @@ std::error_code spool::finish(std::string_view id) {
   if (!where) return errno_code(ENOENT);
   auto state = load_delivery_state(id);
   if (!state) return state.error();
-  if (!state->done()) return make_error_code(spool_errc::recipients_pending);
+  return finish(id, *state);
+}
+
+std::error_code spool::finish(std::string_view id, const delivery_state& settled) {
+  if (!validate_queue_id(id)) return make_error_code(spool_errc::invalid_id);
+  const auto where = locate_sanitized(id);
+  if (!where) return errno_code(ENOENT);
+  if (!settled.done()) return make_error_code(spool_errc::recipients_pending);
   // The message before its state: a crash in between leaves an orphan state (removed by recovery),
   // never a message without its state (which would be delivered to every recipient again).
   if (auto ec = ops_.unlink(dir(*where) / std::string(id))) return ec;

@@ -329,6 +329,11 @@ class spool {
   // Removes a message whose recipients are all delivered or failed (recipients_pending otherwise;
   // the DSNs must have been spooled before). The saved state decides, so save it first.
   [[nodiscard]] std::error_code finish(std::string_view id);
+  // The same with the final state in hand, without saving it first: for an attempt that settled
+  // every recipient at once (the common case), which saves one atomic file replacement and its
+  // fsyncs. A crash before the removal is durable leaves the message with its previous state: those
+  // recipients are sent again (the same at-least-once window as between a reply and its save).
+  [[nodiscard]] std::error_code finish(std::string_view id, const delivery_state& settled);
 
   // Metrics.
   [[nodiscard]] boost::system::result<spool_counts, std::error_code> counts() const;

@@ -909,6 +909,22 @@ TEST_CASE("lifecycle: claim, store_outbound, delivery state, defer, due, requeue
   CHECK(names_in(f.at("outbound")).empty());
   CHECK(s.finish(id) == std::errc::no_such_file_or_directory);
   CHECK_FALSE(s.oldest_message_age(clock_type::now()).has_value());
+
+  // finish with the settled state in hand: nothing saved before, the old state file goes too.
+  auto id2 = s.begin(env);
+  REQUIRE(id2.has_value());
+  REQUIRE_FALSE(id2->append("raw\r\n"));
+  auto committed = id2->commit();
+  REQUIRE(committed.has_value());
+  REQUIRE_FALSE(s.claim_incoming(*committed));
+  REQUIRE_FALSE(s.store_outbound(*committed, "sanitized\r\n", env));
+  auto pending = *s.load_delivery_state(*committed);
+  CHECK(s.finish(*committed, pending) == spool_errc::recipients_pending);
+  REQUIRE_FALSE(s.save_delivery_state(*committed, pending));
+  for (auto& r : pending.recipients) r.status = recipient_status::delivered;
+  REQUIRE_FALSE(s.finish(*committed, pending));
+  CHECK_FALSE(s.locate(*committed).has_value());
+  CHECK(names_in(f.at("delivery")).empty());
 }
 
 TEST_CASE("due_deferred orders by next attempt; remove_active; begin_outbound for a generated DSN") {
