@@ -167,15 +167,25 @@ std::optional<claim> try_base64_run(std::string_view s, const line_view& first, 
 // so "=====" rules are not data, and not hex only: checksum lists are text), whether or not it
 // decodes. Encoded data that was wrapped
 // irregularly or damaged on purpose must not pass as text either; it is kept raw.
+// Also: at least min_loose_distinct different characters, because encoded data of any payload
+// worth hiding uses many of the 64 symbols (a random 76-character line about 45), while fill and
+// ruler lines drawn in text ("1XXXX...X", as Postfix's smtp-source sends, "AbAbAb...") use few.
+constexpr std::size_t min_loose_distinct = 12;
+
 bool is_loose_base64_line(std::string_view v) noexcept {
   if (v.size() < min_base64_width || is_hex(v)) return false;  // checksum lists are text
   std::size_t alnum = 0;
+  std::array<bool, 256> seen{};
+  std::size_t distinct = 0;
   for (const char c : v) {
     if (c == '=') continue;
     if (base64_value(c) < 0) return false;
     alnum += (c != '+' && c != '/');
+    auto& s = seen[static_cast<unsigned char>(c)];
+    distinct += !s;
+    s = true;
   }
-  return alnum * 2 >= v.size();
+  return alnum * 2 >= v.size() && distinct >= min_loose_distinct;
 }
 
 std::optional<claim> try_loose_base64_run(std::string_view s, const line_view& first) {

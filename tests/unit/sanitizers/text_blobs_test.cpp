@@ -111,6 +111,18 @@ TEST_CASE("plain text passes through untouched") {
   }
 }
 
+TEST_CASE("fill lines of few symbols are text, not base64 (Postfix smtp-source's body)") {
+  std::string fill;
+  for (int i = 1; i <= 8; ++i) fill += std::to_string(i) + std::string(77, 'X') + "\r\n";
+  std::string ruler;
+  for (int i = 0; i < 6; ++i) ruler += "AbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAbAb\n";
+  for (const std::string& text : {fill, ruler}) {
+    const auto split = cut_encoded_blobs(text);
+    CHECK(split.blobs.empty());
+    CHECK(split.text == text);
+  }
+}
+
 TEST_CASE("uuencode: real samples from the corpus") {
   SUBCASE("two blocks, one without a name, prose between kept") {
     const auto split = cut_encoded_blobs(body_of(corpus("mime4j__sig-uu.eml")));
@@ -319,8 +331,14 @@ TEST_CASE("bare base64 runs") {
   SUBCASE("ragged or damaged runs are cut too, kept raw") {
     // Encoded data wrapped irregularly or broken on purpose must not pass as text: the loose rule
     // (4+ lines of 40+ base64-alphabet characters) cuts it and keeps the raw lines.
+    std::string flat;
+    for (char c : base64(pseudo_random(400, 6)))
+      if (c != '\n' && c != '\r') flat += c;
     std::string ragged;
-    for (int i = 0; i < 6; ++i) ragged += std::string(static_cast<std::size_t>(44 + 4 * i), 'Q') + "\n";
+    for (std::size_t i = 0, at = 0; i < 6; ++i) {
+      ragged += flat.substr(at, 44 + 4 * i) + "\n";
+      at += 44 + 4 * i;
+    }
     auto r = cut_encoded_blobs(ragged);
     REQUIRE(r.blobs.size() == 1);
     CHECK(r.blobs[0].decoded == ragged.substr(0, ragged.size() - 1));
