@@ -26,7 +26,7 @@ constexpr const char* fallback_type = "application/octet-stream";
 
 class magic_cookie {
  public:
-  magic_cookie() = default;
+  explicit magic_cookie(int flags = MAGIC_MIME_TYPE) : flags_(flags) {}
   magic_cookie(const magic_cookie&) = delete;
   magic_cookie& operator=(const magic_cookie&) = delete;
   ~magic_cookie() {
@@ -36,15 +36,15 @@ class magic_cookie {
   // nullptr if the database cannot be loaded; retried on the next call (a transient EMFILE
   // must not leave the thread without detection for good).
   magic_t get() noexcept {
-    if (!cookie_) cookie_ = open_cookie();
+    if (!cookie_) cookie_ = open_cookie(flags_);
     return cookie_;
   }
 
  private:
   static void set(magic_t m, int param, std::size_t value) noexcept { magic_setparam(m, param, &value); }
 
-  static magic_t open_cookie() noexcept {
-    magic_t m = magic_open(MAGIC_MIME_TYPE);
+  static magic_t open_cookie(int flags) noexcept {
+    magic_t m = magic_open(flags);
     if (!m) return nullptr;
     if (magic_load(m, nullptr) != 0) {
       magic_close(m);
@@ -63,11 +63,11 @@ class magic_cookie {
     return m;
   }
 
+  int flags_;
   magic_t cookie_ = nullptr;
 };
 
-std::string detect_limited(std::string_view bytes, std::size_t max_bytes) {
-  static thread_local magic_cookie cookie;
+std::string detect_with(magic_cookie& cookie, std::string_view bytes, std::size_t max_bytes) {
   magic_t m = cookie.get();
   if (!m) return fallback_type;
   const std::size_t n = std::min(bytes.size(), max_bytes);
@@ -79,6 +79,11 @@ std::string detect_limited(std::string_view bytes, std::size_t max_bytes) {
   std::string type = insp::normalize_mime(answer);
   if (type.empty() || type.find('/') == std::string::npos) return fallback_type;
   return type;
+}
+
+std::string detect_limited(std::string_view bytes, std::size_t max_bytes) {
+  static thread_local magic_cookie cookie;
+  return detect_with(cookie, bytes, max_bytes);
 }
 
 bool is_container_family(type_family f) noexcept {
@@ -124,6 +129,16 @@ std::string sha256_hex(std::string_view bytes) {
 
 std::string detect_mime_type(std::string_view bytes) {
   return detect_limited(bytes, inspect_limits{}.magic_bytes);
+}
+
+std::string detect_declared_text_type(std::string_view bytes) {
+  // Binary signatures first (libmagic without its text rules), then libmagic's encoding test alone.
+  static thread_local magic_cookie binary_rules(MAGIC_MIME_TYPE | MAGIC_NO_CHECK_TEXT);
+  static thread_local magic_cookie encoding_only(MAGIC_MIME_TYPE | MAGIC_NO_CHECK_SOFT);
+  const std::size_t max = inspect_limits{}.magic_bytes;
+  std::string type = detect_with(binary_rules, bytes, max);
+  if (type != fallback_type) return type;
+  return detect_with(encoding_only, bytes, max);
 }
 
 std::string file_extension(std::string_view filename) {

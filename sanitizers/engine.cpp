@@ -604,7 +604,8 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
   if (mode == walk_mode::collect && (is_plain || is_html)) {
     pr.size = bytes.size();
     pr.sha256 = sha256_hex(bytes);
-    pr.detected_type = detect_mime_type(std::string_view(bytes).substr(0, text_detection_window));
+    const std::string_view window = std::string_view(bytes).substr(0, text_detection_window);
+    pr.detected_type = is_plain ? detect_declared_text_type(window) : detect_mime_type(window);
     pr.action = part_action::discarded;
     pr.reason = "alternative-not-shown";
     rep_.parts.push_back(std::move(pr));
@@ -612,7 +613,7 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
   }
 
   if (is_plain) {
-    std::string detected = detect_mime_type(std::string_view(bytes).substr(0, text_detection_window));
+    std::string detected = detect_declared_text_type(std::string_view(bytes).substr(0, text_detection_window));
     if (!is_text_compatible_detection(detected)) {
       remove_part(std::move(pr), std::move(bytes), info.name_param, "binary-as-text");
       return;
