@@ -2,6 +2,8 @@
 // RFC 2047 and folds them; the body is quoted-printable or base64 (UTF-8) or 7-bit ISO-2022-JP.
 #include "sanitizers/output_message.hpp"
 
+#include <algorithm>
+
 #include "sanitizers/charset.hpp"
 #include "sanitizers/gobject_ptr.hpp"
 
@@ -71,9 +73,17 @@ std::string build_output_message(const output_spec& spec, const config::policy& 
   if (pol.encoding == config::body_encoding::base64) {
     encoding = GMIME_CONTENT_ENCODING_BASE64;
   } else if (pol.encoding == config::body_encoding::automatic) {
-    std::size_t high = 0;
-    for (char c : spec.body) high += static_cast<unsigned char>(c) >= 0x80;
-    if (high * 3 > spec.body.size()) encoding = GMIME_CONTENT_ENCODING_BASE64;
+    // ASCII text with lines the SMTP limit allows goes as 7bit: readable as it is, nothing to
+    // decode, and it crosses any next hop. Otherwise quoted-printable, or base64 for text that
+    // is mostly non-ASCII (Japanese: QP would triple it).
+    std::size_t high = 0, line = 0, longest = 0;
+    for (char c : spec.body) {
+      high += static_cast<unsigned char>(c) >= 0x80;
+      line = c == '\n' ? 0 : line + 1;
+      longest = std::max(longest, line);
+    }
+    if (high == 0 && longest <= 900) encoding = GMIME_CONTENT_ENCODING_7BIT;
+    else if (high * 3 > spec.body.size()) encoding = GMIME_CONTENT_ENCODING_BASE64;
   }
   const char* header_charset = "utf-8";
   if (pol.charset == config::output_charset::iso_2022_jp) {

@@ -29,6 +29,7 @@ struct mukai_options {
   std::string min_backoff = "1s", max_backoff = "2s";
   std::size_t workers = 2;
   std::string log_level = "info";
+  std::size_t max_connections = 1000, max_connections_per_ip = 500;
   std::string extra_smtp;  // more lines for [smtp]
 };
 
@@ -54,7 +55,8 @@ class mukai_instance {
   void write_config() {
     std::ofstream f(config_path(), std::ios::trunc);
     f << "[smtp]\nlisten = [\"127.0.0.1:" << o_.port << "\"]\nhostname = \"" << o_.hostname
-      << "\"\nrelay_domains = " << toml_list(o_.relay_domains) << "\nmax_connections_per_ip = 500\n"
+      << "\"\nrelay_domains = " << toml_list(o_.relay_domains) << "\nmax_connections = " << o_.max_connections
+      << "\nmax_connections_per_ip = " << o_.max_connections_per_ip << "\n"
       << o_.extra_smtp << "\n[delivery]\nnext_hop = " << toml_list(o_.next_hops) << "\nmin_backoff = \""
       << o_.min_backoff << "\"\nmax_backoff = \"" << o_.max_backoff << "\"\n";
     if (!o_.bounce_next_hops.empty()) f << "bounce_next_hop = " << toml_list(o_.bounce_next_hops) << "\n";

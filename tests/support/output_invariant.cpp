@@ -121,9 +121,17 @@ invariant_check check_output(std::string_view m, const boost::json::value& repor
   std::string cs = charset ? charset : "";
   if (!iequals(cs, "utf-8") && !iequals(cs, "iso-2022-jp")) f.push_back("charset is not UTF-8 or ISO-2022-JP: " + cs);
   GMimeContentEncoding enc = g_mime_part_get_content_encoding(GMIME_PART(top));
-  if (enc != GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE && enc != GMIME_CONTENT_ENCODING_BASE64 &&
-      !(enc == GMIME_CONTENT_ENCODING_7BIT && iequals(cs, "iso-2022-jp")))
-    f.push_back("transfer encoding is not quoted-printable/base64 (or 7bit ISO-2022-JP)");
+  // 7bit only where it is true: ISO-2022-JP, or a body of ASCII (checked on the raw body below).
+  const bool seven_bit = enc == GMIME_CONTENT_ENCODING_7BIT;
+  if (enc != GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE && enc != GMIME_CONTENT_ENCODING_BASE64 && !seven_bit)
+    f.push_back("transfer encoding is not quoted-printable/base64/7bit");
+  if (seven_bit) {
+    const std::size_t body_at = m.find("\r\n\r\n");
+    if (body_at != std::string_view::npos &&
+        std::any_of(m.begin() + static_cast<std::ptrdiff_t>(body_at), m.end(),
+                    [](char ch) { return static_cast<unsigned char>(ch) >= 0x80; }))
+      f.push_back("7bit transfer encoding with 8-bit bytes in the body");
+  }
 
   // 3. Header allow-list plus X-Mukai-*; the marker header is present.
   GMimeHeaderList* headers = g_mime_object_get_header_list(GMIME_OBJECT(msg));
