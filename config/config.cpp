@@ -427,6 +427,7 @@ void read_all(const toml::table& root, const std::string& file, std::vector<conf
     wr.read_count("count", c.worker.count, 1, 64);
     wr.read_size("memory_limit", c.worker.memory_limit, 128ull * 1024 * 1024);  // below, libmagic cannot load
     wr.read_duration("timeout", c.worker.timeout);
+    wr.read_count("max_messages", c.worker.max_messages, 1, 1000000);
   }
 }
 

@@ -96,6 +96,9 @@ struct worker_config {
   std::size_t count = 2;
   std::uint64_t memory_limit = 512ull * 1024 * 1024;
   std::chrono::seconds timeout{60};
+  // Messages one worker process sanitizes before it is replaced (bounds what a compromised worker
+  // could see; a new worker costs tens of milliseconds to start).
+  std::size_t max_messages = 500;
 };
 
 struct mukai_config {

@@ -580,9 +580,9 @@ void relay::start() {
   auto& m = *impl_;
   m.work.emplace(m.io.get_executor());
   for (std::size_t i = 0; i < m.io_thread_count(); ++i) m.io_threads.emplace_back([&m] { m.io.run(); });
-  // Two threads per worker: while one waits for the spool's fsyncs (claim, read, store_outbound),
-  // the other keeps the worker process busy. pool.sanitize() blocks for a free worker.
-  const std::size_t sanitizers = 2 * std::max<std::size_t>(1, m.cfg->worker.count);
+  // Four threads per worker: while some wait for the spool's fsyncs (claim, read, store_outbound),
+  // the others keep the worker processes busy. pool.sanitize() blocks for a free worker.
+  const std::size_t sanitizers = 4 * std::max<std::size_t>(1, m.cfg->worker.count);
   for (std::size_t i = 0; i < sanitizers; ++i) m.sanitize_threads.emplace_back([&m] { m.sanitize_loop(); });
   m.rescan();
   m.scheduler = std::thread([&m] { m.scheduler_loop(); });

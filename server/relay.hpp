@@ -11,8 +11,8 @@
 //    attempt (each on its own strand, at most [delivery] concurrency at once).
 //  - Blocking: an asio::thread_pool for every spool and quarantine call made on behalf of the I/O
 //    stage (fsync never runs on an I/O thread).
-//  - Sanitizing: 2 x [worker] count threads sharing the sanitizer_pool's [worker] count sandboxed
-//    `mukai worker` processes (one thread's spool I/O overlaps another's worker time). The relay
+//  - Sanitizing: 4 x [worker] count threads sharing the sanitizer_pool's [worker] count sandboxed
+//    `mukai worker` processes (the spool I/O of some overlaps the worker time of others). The relay
 //    process itself never parses MIME.
 //  - Scheduler: one thread that wakes every scan_interval: moves due deferred/ messages back to
 //    outbound/, re-runs steps that failed on a local error (disk full, quarantine unwritable) after

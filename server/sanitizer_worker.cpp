@@ -1009,6 +1009,7 @@ worker_options worker_options_from_config(const config::mukai_config& cfg, std::
   o.count = cfg.worker.count;
   o.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.worker.timeout);
   o.memory_limit = cfg.worker.memory_limit;
+  o.max_messages_per_worker = cfg.worker.max_messages;
   return o;
 }
 
