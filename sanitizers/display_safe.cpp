@@ -28,8 +28,8 @@ bool must_escape(char32_t c) {
       break;
   }
   // The bidi and zero-width characters named in the contract, whatever the ICU data says.
-  return c == 0x061C || (c >= 0x200B && c <= 0x200F) || (c >= 0x202A && c <= 0x202E) ||
-         (c >= 0x2060 && c <= 0x2064) || (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF;
+  return c == 0x061C || (c >= 0x200B && c <= 0x200F) || is_bidi_reordering_control(c) ||
+         (c >= 0x2060 && c <= 0x2064) || c == 0xFEFF;
 }
 
 void append_escape(std::string& out, char32_t c) {

@@ -167,6 +167,8 @@ double junk_ratio(std::string_view utf8) {
 }
 
 // Control characters other than TAB and LF go; CRLF and lone CR become LF; FF becomes a blank line.
+// The bidi controls that reorder text (is_bidi_reordering_control) go too. `s` is valid UTF-8
+// (decode_to_utf8, html_to_text), so these byte tests are code point tests.
 std::string clean_text(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -184,6 +186,8 @@ std::string clean_text(std::string_view s) {
     } else if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
                static_cast<unsigned char>(s[i + 1]) <= 0x9F) {
       ++i;  // C1 controls (U+0080..U+009F)
+    } else if (const std::size_t n = bidi_reordering_control_at(s, i)) {
+      i += n - 1;
     } else {
       out += static_cast<char>(c);
     }

@@ -6,8 +6,9 @@
 // are laid out when they close, because column widths and underlines need the whole content.
 //
 // Invariants: the walk never recurses (depth costs heap, not stack); every text byte passes through
-// text_sink, which drops C0/C1 controls other than TAB/LF and trims trailing blanks, so the result
-// holds only text the HTML shows plus our own plain annotations; budget and deadline are checked
+// text_sink, which drops C0/C1 controls other than TAB/LF and the bidi controls that reorder text
+// (U+202A-U+202E, U+2066-U+2069), and trims trailing blanks, so the result holds only text the HTML
+// shows, in the order it was written, plus our own plain annotations; budget and deadline are checked
 // as we go and open blocks are still closed when we stop early.
 // Threading: no statics with state; one call owns everything it allocates.
 #include "sanitizers/html_to_text.hpp"
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "sanitizers/charset_utf8.hpp"
+#include "sanitizers/display_safe.hpp"
 #include "sanitizers/text_width.hpp"
 
 namespace mukai::sanitize {
@@ -299,34 +301,34 @@ bool segment_break_vanishes(char32_t before, char32_t after) noexcept {
   return is_wide_for_segment_break(before) && is_wide_for_segment_break(after);
 }
 
+// Code points that never reach the reader: C0 controls (callers handle white space first), DEL,
+// C1 controls, and the bidi controls that would reorder the text after them.
+bool is_dropped_code_point(char32_t c) noexcept {
+  return c < 0x20 || (c >= 0x7F && c <= 0x9F) || is_bidi_reordering_control(c);
+}
+
 // Collapses HTML white space and drops controls in short generated strings (alt text, option
-// labels), giving one line.
+// labels), giving one line. Works on code points (invalid UTF-8 -> U+FFFD), so dropping a control
+// can never join the bytes on either side of it into a new character.
 std::string clean_inline(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   bool space = false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    if (is_html_space(static_cast<char>(b))) {
+  for (std::size_t i = 0; i < s.size();) {
+    const detail::utf8_step st = detail::next_utf8(s, i);
+    const std::size_t at = i;
+    i += st.length;
+    if ((st.cp < 0x80 && is_html_space(static_cast<char>(st.cp))) || st.cp == 0xA0) {  // NBSP too
       space = true;
       continue;
     }
-    if (b < 0x20 || b == 0x7F) continue;
-    if (b == 0xC2 && i + 1 < s.size()) {
-      const auto n = static_cast<unsigned char>(s[i + 1]);
-      if (n >= 0x80 && n <= 0x9F) {  // C1 control
-        ++i;
-        continue;
-      }
-      if (n == 0xA0) {  // NBSP
-        ++i;
-        space = true;
-        continue;
-      }
-    }
+    if (is_dropped_code_point(st.cp)) continue;
     if (space && !out.empty()) out += ' ';
     space = false;
-    out += static_cast<char>(b);
+    if (st.valid)
+      out.append(s.substr(at, st.length));
+    else
+      detail::append_utf8(out, detail::replacement_char);
   }
   return out;
 }
@@ -336,30 +338,57 @@ std::string clean_inline(std::string_view s) {
 
 // What a browser would act on: URL parsers strip leading/trailing C0 controls and spaces and
 // delete tabs and newlines anywhere, which is how "java\nscript:" slips past naive filters.
+// Invalid UTF-8 becomes U+FFFD first, so deleting a TAB cannot join the bytes around it.
 std::string clean_href(std::string_view raw) {
   while (!raw.empty() && static_cast<unsigned char>(raw.front()) <= 0x20) raw.remove_prefix(1);
   while (!raw.empty() && static_cast<unsigned char>(raw.back()) <= 0x20) raw.remove_suffix(1);
+  std::string valid;
+  detail::append_utf8_repaired(valid, raw);
   std::string out;
-  out.reserve(raw.size());
-  for (char c : raw)
+  out.reserve(valid.size());
+  for (char c : valid)
     if (c != '\t' && c != '\n' && c != '\r') out += c;
   return out;
 }
 
-// Makes a URL safe to print between "<" and ">": no controls, no brackets or spaces that would end
-// or split it visually.
-std::string printable_url(std::string_view url) {
-  std::string out;
-  out.reserve(url.size());
-  for (std::size_t i = 0; i < url.size(); ++i) {
-    const auto b = static_cast<unsigned char>(url[i]);
-    if (b < 0x20 || b == 0x7F) continue;
-    if (b == 0xC2 && i + 1 < url.size() && static_cast<unsigned char>(url[i + 1]) <= 0x9F &&
-        static_cast<unsigned char>(url[i + 1]) >= 0x80) {
+// Text as gumbo hands it over, made valid UTF-8 (invalid sequences -> U+FFFD). gumbo 0.10 computes
+// a numeric character reference in an int that overflows: "&#22222222222222222222;" can come out
+// as a negative code point written as bytes that are not UTF-8. Returns `s` itself when valid.
+std::string_view valid_utf8(std::string_view s, std::string& storage) {
+  for (std::size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
       ++i;
       continue;
     }
-    switch (b) {
+    const detail::utf8_step st = detail::next_utf8(s, i);
+    if (!st.valid) {
+      storage.clear();
+      detail::append_utf8_repaired(storage, s);
+      return storage;
+    }
+    i += st.length;
+  }
+  return s;
+}
+
+// Makes a URL safe to print between "<" and ">": no controls (C0, DEL, C1), no bidi control that
+// would show it reordered, no brackets or spaces that would end or split it visually. Decides on
+// code points, never on neighbouring bytes: invalid UTF-8 becomes U+FFFD first, so removing a
+// control between two stray bytes cannot join them into a character ("\xC2\x01\x85" must not
+// become U+0085).
+std::string printable_url(std::string_view url) {
+  std::string out;
+  out.reserve(url.size());
+  for (std::size_t i = 0; i < url.size();) {
+    const detail::utf8_step st = detail::next_utf8(url, i);
+    const std::size_t at = i;
+    i += st.length;
+    if (!st.valid) {
+      detail::append_utf8(out, detail::replacement_char);
+      continue;
+    }
+    if (is_dropped_code_point(st.cp)) continue;
+    switch (st.cp) {
       case '<':
         out += "%3C";
         break;
@@ -370,7 +399,7 @@ std::string printable_url(std::string_view url) {
         out += "%20";
         break;
       default:
-        out += static_cast<char>(b);
+        out.append(url.substr(at, st.length));
     }
   }
   return out;
@@ -644,6 +673,8 @@ class text_sink {
         // "<p>&nbsp;</p>" spacers do not become lines and lines never end in one.
         if (static_cast<unsigned char>(s[i + 1]) == 0xA0 && pre_space_.size() < 4096) pre_space_ += ' ';
         i += 2;  // else a C1 control: dropped
+      } else if (b == 0xE2) {
+        i += 3;  // a bidi control that would reorder the rest of the line: dropped
       } else {
         ++i;  // other C0 controls and DEL
       }
@@ -673,6 +704,8 @@ class text_sink {
       } else if (b == 0xC2) {
         if (static_cast<unsigned char>(s[i + 1]) == 0xA0 && pre_space_.size() < 4096) pre_space_ += ' ';
         i += 2;
+      } else if (b == 0xE2) {
+        i += 3;  // bidi control
       } else {
         ++i;
       }
@@ -765,9 +798,12 @@ class text_sink {
   }
 
  private:
+  // Text from gumbo is valid UTF-8, so a byte test is a code point test here: white space and C0
+  // controls, DEL, U+0080-U+00A0 (C1 controls, NBSP), and the bidi reordering controls.
   static bool is_special_byte(std::string_view s, std::size_t j) noexcept {
     const auto b = static_cast<unsigned char>(s[j]);
     if (b <= 0x20 || b == 0x7F) return true;
+    if (b == 0xE2) return bidi_reordering_control_at(s, j) != 0;
     if (b != 0xC2) return false;
     if (j + 1 >= s.size()) return false;
     const auto n = static_cast<unsigned char>(s[j + 1]);
@@ -1829,7 +1865,8 @@ class converter {
       default:
         break;
     }
-    const std::string_view text = n->v.text.text;
+    std::string repaired;
+    const std::string_view text = valid_utf8(n->v.text.text, repaired);
     if (preformatted_ > 0)
       sink().write_preformatted(text);
     else
@@ -2019,30 +2056,47 @@ std::size_t parse_memory_limit(std::size_t input) noexcept {
 // gumbo turns control characters into U+FFFD, which would show as noise; the reader should
 // simply not see them. Removing them from the character stream before parsing (attributes
 // included) is a filter over code points, not over markup. TAB, LF, FF and CR are HTML white space.
-bool is_removed_control(std::string_view s, std::size_t i) noexcept {
-  const auto b = static_cast<unsigned char>(s[i]);
-  if (b < 0x20) return b != '\t' && b != '\n' && b != '\r' && b != '\f';
-  if (b == 0x7F) return true;
-  if (b == 0xC2 && i + 1 < s.size()) {
-    const auto n = static_cast<unsigned char>(s[i + 1]);
-    return n >= 0x80 && n <= 0x9F;
-  }
-  return false;
+bool is_removed_control(char32_t c) noexcept {
+  if (c < 0x20) return c != '\t' && c != '\n' && c != '\r' && c != '\f';
+  return c >= 0x7F && c <= 0x9F;  // DEL, C1
 }
 
+// The input without those controls, judged per code point. Invalid UTF-8 becomes U+FFFD here (what
+// gumbo would show for it anyway), so that removing a control can never join the bytes around it
+// into a new character: "\xC2\x01\x85" is two U+FFFD, not U+0085.
 std::string_view without_controls(std::string_view in, std::string& storage) {
   std::size_t i = 0;
-  while (i < in.size() && !is_removed_control(in, i)) ++i;
+  while (i < in.size()) {
+    const auto b = static_cast<unsigned char>(in[i]);
+    if (b >= 0x20 && b < 0x7F) {
+      ++i;
+      continue;
+    }
+    const detail::utf8_step st = detail::next_utf8(in, i);
+    if (!st.valid || is_removed_control(st.cp)) break;
+    i += st.length;
+  }
   if (i == in.size()) return in;  // the common case: no copy
   storage.reserve(in.size());
   storage.assign(in.substr(0, i));
+  std::size_t run = i;  // start of the bytes not yet copied
   while (i < in.size()) {
-    if (is_removed_control(in, i)) {
-      i += static_cast<unsigned char>(in[i]) == 0xC2 ? 2 : 1;
-    } else {
-      storage += in[i++];
+    const auto b = static_cast<unsigned char>(in[i]);
+    if (b >= 0x20 && b < 0x7F) {
+      ++i;
+      continue;
     }
+    const detail::utf8_step st = detail::next_utf8(in, i);
+    if (st.valid && !is_removed_control(st.cp)) {
+      i += st.length;
+      continue;
+    }
+    storage.append(in.substr(run, i - run));
+    if (!st.valid) detail::append_utf8(storage, detail::replacement_char);
+    i += st.length;
+    run = i;
   }
+  storage.append(in.substr(run));
   return storage;
 }
 

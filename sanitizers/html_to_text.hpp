@@ -33,8 +33,11 @@ struct html_options {
 };
 
 struct html_result {
-  std::string text;  // UTF-8, LF line ends, no trailing spaces on lines, at most 2 consecutive blank lines
-  int links = 0;     // <a href> elements
+  // UTF-8, LF line ends, no trailing spaces on lines, at most 2 consecutive blank lines; no control
+  // but TAB and LF, no bidi embedding/override/isolate control (U+202A-U+202E, U+2066-U+2069: they
+  // would let the sender reorder what is shown; the marks U+200E/U+200F/U+061C are kept).
+  std::string text;
+  int links = 0;            // <a href> elements
   int links_defanged = 0;   // URLs shown in defanged form
   int links_removed = 0;    // URLs not shown: policy remove, unsafe scheme, relative
   int images = 0;           // <img> and <input type=image>, tracking pixels included
@@ -61,7 +64,8 @@ struct html_result {
 // "https://example.com/x" -> "hxxps://example[.]com/x". http/https/ftp are renamed hxxp/hxxps/fxp;
 // dots in the authority (host, and userinfo, which can impersonate a host) become "[.]"; for mailto
 // the dots of the domain; other schemes get "[:]" after the scheme so no client links them.
-// Controls are removed and "<" ">" percent-encoded, so the result is safe inside "<...>".
+// Controls (C0, DEL, C1) and bidi embedding/override/isolate controls are removed, judged per code
+// point (invalid UTF-8 -> U+FFFD), and "<" ">" " " percent-encoded, so the result is safe inside "<...>".
 [[nodiscard]] std::string defang_url(std::string_view url);
 
 }  // namespace mukai::sanitize

@@ -1,5 +1,6 @@
 // Output serialisation through GMime with fresh objects only: GMime encodes the headers per
-// RFC 2047 and folds them; the body is quoted-printable or base64 (UTF-8) or 7-bit ISO-2022-JP.
+// RFC 2047 and folds them; the body is 7bit (ASCII), quoted-printable or base64 (UTF-8), or
+// 7-bit ISO-2022-JP.
 #include "sanitizers/output_message.hpp"
 
 #include <algorithm>

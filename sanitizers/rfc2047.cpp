@@ -222,15 +222,20 @@ bool needs_decoding(std::string_view s) noexcept {
   return false;
 }
 
-// Removes C0 controls other than TAB, DEL and C1 controls; repairs any invalid UTF-8.
-std::string strip_controls(std::string_view s) {
+// Removes C0 controls other than TAB (and CR, LF with keep_line_ends), DEL and C1 controls, per
+// code point; repairs any invalid UTF-8.
+std::string strip_controls(std::string_view s, bool keep_line_ends = false) {
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
     const detail::utf8_step st = detail::next_utf8(s, i);
     const char32_t c = st.cp;
     i += st.length;
-    if ((c < 0x20 && c != '\t') || (c >= 0x7F && c <= 0x9F)) continue;
+    if (c == '\t' || (keep_line_ends && (c == '\r' || c == '\n'))) {
+      out.push_back(static_cast<char>(c));
+      continue;
+    }
+    if (c < 0x20 || (c >= 0x7F && c <= 0x9F)) continue;
     detail::append_utf8(out, c);
   }
   return out;
@@ -344,6 +349,46 @@ std::string unfold(std::string_view s) {
     out.push_back(s[i]);
   }
   return out;
+}
+
+// Appends literal text (everything but our own encoded words) to a normalised value. A '?' right
+// after '=' could let a lenient parser start an encoded word that decode_header_text does not see:
+// one our parser rejects but GMime accepts ("=?utf-8?q?a b?="), or one that only appears once raw
+// ISO-2022-JP is decoded ("=" ESC $ B ESC ( B "?utf-8?q?x?=") or a control or an empty word is
+// removed. GMime would decode it (and bug #133 would be back: "=?UTF-8?B?YQ==?= =?UTF-8?B?Yg==?="
+// built from such text loses the "b"). So that '?' becomes a Q-encoded word of its own, with the
+// '?', '=' and white space right after it: the text reads the same, the '=' left before it keeps
+// it from being adjacent to a word before, no white space is left between it and a word that may
+// follow (decoders drop white space between adjacent encoded words), and what follows it is neither
+// '?' nor '=' (so "=?=?=?..." costs one word, not one per pair). Q, not B: no base64 padding for
+// bug #133 to trip on. Folds (CR, LF) taken into it are dropped, as unfolding would.
+void append_literal(std::string& out, std::string_view text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    out.push_back(text[i]);
+    if (text[i] != '=' || i + 1 >= text.size() || text[i + 1] != '?') continue;
+    out += "=?UTF-8?Q?";
+    std::size_t j = i + 1;
+    for (; j < text.size() && (text[j] == '?' || text[j] == '=' || is_fws(text[j])); ++j) {
+      switch (text[j]) {
+        case '?':
+          out += "=3F";
+          break;
+        case '=':
+          out += "=3D";
+          break;
+        case ' ':
+          out += "=20";
+          break;
+        case '\t':
+          out += "=09";
+          break;
+        default:
+          break;  // CR, LF
+      }
+    }
+    out += "?=";
+    i = j - 1;
+  }
 }
 
 constexpr std::string_view base64_alphabet =
@@ -482,26 +527,52 @@ std::string normalize_encoded_words(std::string_view raw_value, std::string_view
   dec.choose_raw_charset(raw_value, pieces);
   std::string out;
   out.reserve(raw_value.size() + raw_value.size() / 3);
+  // A word is written only when what follows it is known: literal text that is empty or white
+  // space once decoded and cleaned (an ESC sequence, a control, a vanished empty word) would leave
+  // two of our words adjacent, which decoders join without the white space and GMime (bug #133)
+  // decodes wrongly; the two then become one word holding the white space instead.
+  std::string word;     // decoded text of the pending word
+  std::string literal;  // cleaned literal text since the pending word (or the start)
+  bool have_word = false;
+  const auto flush = [&] {
+    if (have_word) {
+      out += "=?UTF-8?B?";
+      out += encode_base64(word);
+      out += "?=";
+    }
+    append_literal(out, literal);
+    word.clear();
+    literal.clear();
+    have_word = false;
+  };
   for (std::size_t k = 0; k < pieces.size(); ++k) {
     const piece& p = pieces[k];
     if (p.is_word) {
       const std::size_t last = run_end(raw_value, pieces, k);
-      const std::string text = strip_controls(dec.decode_run(pieces, k, last));
-      if (!text.empty()) {
-        out += "=?UTF-8?B?";
-        out += encode_base64(text);
-        out += "?=";
-      }
+      std::string text = strip_controls(dec.decode_run(pieces, k, last));
       k = last;
+      if (text.empty()) continue;  // an empty run disappears; the literal text around it joins
+      if (have_word && all_fws(literal)) {
+        for (const char c : literal) {
+          if (is_wsp(c)) word.push_back(c);  // CR, LF: folds, dropped as unfolding would
+        }
+        word += text;
+        literal.clear();
+        continue;
+      }
+      flush();
+      word = std::move(text);
+      have_word = true;
       continue;
     }
     const std::string_view gap = raw_value.substr(p.begin, p.end - p.begin);
     if (needs_decoding(gap)) {
-      out += dec.decode_raw(gap);
+      literal += strip_controls(dec.decode_raw(gap), true);
     } else {
-      out.append(gap);
+      literal += strip_controls(gap, true);
     }
   }
+  flush();
   return out;
 }
 

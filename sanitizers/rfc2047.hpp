@@ -30,11 +30,20 @@ namespace mukai::sanitize {
 [[nodiscard]] std::string decode_header_text(std::string_view raw_value, std::string_view charset_hint = {});
 
 // For structured headers (From/To/Cc/Reply-To, Content-Type/-Disposition parameters) that GMime
-// must still parse: each run of adjacent encoded words becomes ONE "=?UTF-8?B?...?=" word holding
-// the run's decoded text (controls other than TAB removed; an empty run disappears), and runs of raw
-// 8-bit bytes or ISO-2022-JP escapes become UTF-8 (decoded as in decode_header_text). Every other
-// byte, folding included, is left exactly as it was. GMime decodes a single word correctly, and
+// must still parse, such that GMime's decoded text is decode_header_text's: each run of adjacent
+// encoded words becomes ONE "=?UTF-8?B?...?=" word holding the run's decoded text (controls other
+// than TAB removed; an empty run disappears), and runs of raw 8-bit bytes or ISO-2022-JP escapes
+// become UTF-8 (decoded as in decode_header_text). GMime decodes a single word correctly, and
 // base64 keeps quotes, commas and angle brackets inside decoded names from changing the structure.
+// Everything else, folding included, is left as it was, except that:
+//  * controls other than TAB, CR and LF are removed (ESC, NUL, DEL, C1: ESC would make a second
+//    decoder read ISO-2022-JP);
+//  * the result holds no encoded word but the ones written here: a '?' right after a literal '='
+//    (new after decoding ISO-2022-JP or removing a control, or a "word" only GMime would accept)
+//    becomes "=?UTF-8?Q?=3F?=" (with the '?', '=' and white space after it inside the word);
+//  * two runs separated only by what decodes to white space (an ESC sequence, a control) become one
+//    word holding that white space: our words are never adjacent (GMime bug #133).
+// Result: valid UTF-8; decoding it gives what decoding raw_value gives.
 [[nodiscard]] std::string normalize_encoded_words(std::string_view raw_value,
                                                   std::string_view charset_hint = {});
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "sanitizers/charset.hpp"
+#include "sanitizers/rfc2047.hpp"
 
 using namespace mukai::sanitize;
 using namespace std::string_view_literals;
@@ -43,6 +44,31 @@ TEST_CASE("bidi override in a filename is shown, not obeyed") {
   CHECK(
       display_safe("a\u202Ab\u202Bc\u202Cd\u202De\u2066f\u2067g\u2068h\u2069i\u200Ej\u200Fk\u061Cl") ==
       "a<U+202A>b<U+202B>c<U+202C>d<U+202D>e<U+2066>f<U+2067>g<U+2068>h<U+2069>i<U+200E>j<U+200F>k<U+061C>l");
+}
+
+TEST_CASE("bidi controls in a decoded file name stay visible in notices") {
+  // The path of an attachment name: RFC 2047 decoding keeps the override (it is text), the notice
+  // shows it escaped, so the name cannot pose as a harmless type.
+  const std::string name = decode_header_text("=?UTF-8?B?aW52b2ljZeKArmZkcC5leGU=?=");  // invoice<RLO>fdp.exe
+  CHECK(name == "invoice\u202Efdp.exe");
+  CHECK(display_safe(name, 120) == "invoice<U+202E>fdp.exe");
+  CHECK(display_safe("\u2067\u2068report\u2069\u202Cexe.txt") ==
+        "<U+2067><U+2068>report<U+2069><U+202C>exe.txt");
+  // A name cut at the limit keeps the escape whole or drops it, never half of it.
+  CHECK(display_safe("abcdef\u202Egpj.exe", 12) == "abcdef…");
+}
+
+TEST_CASE("is_bidi_reordering_control: embeddings, overrides and isolates, not the marks") {
+  for (char32_t c = 0x202A; c <= 0x202E; ++c) CHECK(is_bidi_reordering_control(c));
+  for (char32_t c = 0x2066; c <= 0x2069; ++c) CHECK(is_bidi_reordering_control(c));
+  for (const char32_t c : {0x200EU, 0x200FU, 0x061CU, 0x2029U, 0x202FU, 0x2065U, 0x206AU, 0x200BU})
+    CHECK_FALSE(is_bidi_reordering_control(c));
+  CHECK(bidi_reordering_control_at("a\u202Eb", 1) == 3);
+  CHECK(bidi_reordering_control_at("a\u2069", 1) == 3);
+  CHECK(bidi_reordering_control_at("a\u200Fb", 1) == 0);
+  CHECK(bidi_reordering_control_at("a\u2026b", 1) == 0);  // "…" shares the lead byte
+  CHECK(bidi_reordering_control_at("\xE2\x80", 0) == 0);  // truncated
+  CHECK(bidi_reordering_control_at("\u202E", 1) == 0);
 }
 
 TEST_CASE("zero-width and other format characters are made visible") {

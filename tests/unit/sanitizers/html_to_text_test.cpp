@@ -113,13 +113,67 @@ TEST_CASE("controls are removed, TAB and LF kept only where they mean something"
         "b\n");  // NUL reference -> U+FFFD by the HTML rules
   CHECK(convert("<pre>a\tb\x0B"
                 "c</pre>") == "a\tbc\n");
-  // Bidi and zero-width characters are the author's text and are kept.
+  // Zero-width characters are the author's text and are kept; bidi overrides are not (below).
   CHECK(convert("<p>a\xE2\x80\xAE"
                 "b\xE2\x80\x8B"
                 "c</p>") ==
-        "a\xE2\x80\xAE"
-        "b\xE2\x80\x8B"
+        "ab\xE2\x80\x8B"
         "c\n");
+}
+
+// tests/fuzz/regressions/fuzz_html_to_text/defang-c1
+TEST_CASE("removing a control never joins the bytes around it into a C1 control") {
+  // "\xC2\x01\x85" is invalid UTF-8: two U+FFFD. Dropping the \x01 byte used to leave "\xC2\x85",
+  // which is U+0085 (NEL).
+  CHECK(defang_url("\xC2\x01\x85") == "\uFFFD\uFFFD");
+  CHECK(defang_url("https://a.example/\xC2\t\x85x") == "hxxps://a[.]example/\uFFFD\uFFFDx");
+  CHECK(defang_url("https://a.example/\xC2\x85\xE2\x80\xAEx") == "hxxps://a[.]example/x");
+  CHECK(convert("<p>a\xC2\x01\x85"
+                "b</p>") ==
+        "a\uFFFD\uFFFD"
+        "b\n");
+  CHECK(convert("<a href=\"https://a.example/\xC2\x01\x85\">x</a>") ==
+        "x <hxxps://a[.]example/\uFFFD\uFFFD>\n");
+  CHECK(convert("<img alt=\"a\xC2\x01\x85"
+                "b\">") ==
+        "[画像: a\uFFFD\uFFFD"
+        "b]\n");
+  // Valid UTF-8 is untouched by the control filter.
+  CHECK(convert("<p>\xC2\xA9 \xE6\x97\xA5\xF0\x9F\x98\x80</p>") == "\xC2\xA9 \xE6\x97\xA5\xF0\x9F\x98\x80\n");
+}
+
+// tests/fuzz/regressions/fuzz_html_to_text/numeric-ref-overflow
+TEST_CASE("a numeric character reference that overflows gumbo's int still gives valid UTF-8") {
+  // gumbo 0.10 wraps the value and used to write a stray byte (0x8E for this one) into the text.
+  const std::string huge(100, '2');
+  for (const std::string& ref : {huge, std::string("22222222222"), std::string("99999999999999")}) {
+    const std::string text = convert("<p>a&#" + ref + ";b</p><img alt=\"&#" + ref + ";\">");
+    CHECK_MESSAGE(text == "a\uFFFDb\n\n[画像: \uFFFD]\n", ref);
+  }
+}
+
+TEST_CASE("bidi embedding, override and isolate controls are dropped; direction marks are kept") {
+  // RLO would show "invoice<RLO>fdp.exe" as "invoiceexe.pdf": the reader must see the real order.
+  CHECK(convert("<p>invoice&#x202e;fdp.exe</p>") == "invoicefdp.exe\n");
+  CHECK(convert("<p>invoice\xE2\x80\xAE"
+                "fdp.exe</p>") == "invoicefdp.exe\n");
+  CHECK(
+      convert("<p>a&#x202a;b&#x202b;c&#x202c;d&#x202d;e&#x202e;f&#x2066;g&#x2067;h&#x2068;i&#x2069;j</p>") ==
+      "abcdefghij\n");
+  CHECK(convert("<pre>a &#x202e; b</pre>") == "a  b\n");
+  CHECK(convert("<p>a &#x202e; b &#x2069;</p>") == "a b\n");  // no double space, no trailing one
+  CHECK(convert("<table><tr><td>x&#x202e;y</td><td>z</td></tr><tr><td>1</td><td>2</td></tr></table>")
+            .find("\xE2\x80\xAE") == std::string::npos);
+  CHECK(convert("<img alt=\"cat&#x202e;gpj.exe\">") == "[画像: catgpj.exe]\n");
+  CHECK(convert("<a href=\"https://a.example/&#x202e;gpj.exe\">x</a>") ==
+        "x <hxxps://a[.]example/gpj.exe>\n");
+  CHECK(defang_url("https://a\xE2\x81\xA6.example/\xE2\x81\xA9") == "hxxps://a[.]example/");
+  // LRM, RLM and ALM are kept: real right-to-left text needs them and they reorder nothing.
+  CHECK(convert("<p>a&#x200e;b&#x200f;c&#x61c;d</p>") ==
+        "a\xE2\x80\x8E"
+        "b\xE2\x80\x8F"
+        "c\xD8\x9C"
+        "d\n");
 }
 
 // ----------------------------------------------------------------------------------------------

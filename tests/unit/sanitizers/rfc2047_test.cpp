@@ -82,6 +82,23 @@ std::string parse_first_name(const std::string& value) {
   return result;
 }
 
+// normalize_encoded_words' output contract: no control but TAB, CR and LF, and every "=?" starts
+// one of the words it writes itself.
+bool only_own_words(const std::string& n) {
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const auto b = static_cast<unsigned char>(n[i]);
+    if ((b < 0x20 && b != '\t' && b != '\r' && b != '\n') || b == 0x7F) return false;
+    if (b == 0xC2 && i + 1 < n.size() && static_cast<unsigned char>(n[i + 1]) <= 0x9F) return false;  // C1
+  }
+  for (std::size_t p = n.find("=?"); p != std::string::npos; p = n.find("=?", p + 1)) {
+    const std::string_view rest = std::string_view(n).substr(p);
+    if (!rest.starts_with("=?UTF-8?B?") && !rest.starts_with("=?UTF-8?Q?")) return false;
+    p = n.find("?=", p + 10);  // the word's end: base64 and our Q text hold no '?'
+    if (p == std::string::npos) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 TEST_CASE("GMime bug #133: padded base64 words followed by more words") {
@@ -204,8 +221,13 @@ TEST_CASE("malformed words never crash and stay literal") {
     for (char& c : s) c = alphabet[next() % alphabet.size()];
     const std::string d = decode_header_text(s, round % 2 ? "iso-2022-jp" : "");
     CHECK(is_valid_utf8(d));
-    const std::string n = normalize_encoded_words(s, round % 3 ? "" : "shift_jis");
+    const std::string hint = round % 3 ? "" : "shift_jis";
+    const std::string n = normalize_encoded_words(s, hint);
     CHECK(is_valid_utf8(n));
+    CHECK_MESSAGE(only_own_words(n), "raw: " << s);
+    if (s.find_first_of("\r\n") == std::string::npos) {
+      CHECK_MESSAGE(decode_header_text(n, hint) == decode_header_text(s, hint), "raw: " << s);
+    }
   }
 }
 
@@ -227,8 +249,9 @@ TEST_CASE("a 200 KB header value is decoded in linear time") {
   const std::string d = decode_header_text(alternating);
   const std::string e = decode_header_text(raw8);
   const std::string f = normalize_encoded_words(words);
+  const std::string g = normalize_encoded_words(junk);  // every '?' after '=' neutralised
   const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  MESSAGE("six 200 KB values in " << seconds << " s");
+  MESSAGE("seven 200 KB values in " << seconds << " s");
   CHECK(seconds < 10.0);
   CHECK(a.size() == words.size() / 27 * 9);  // "テスト" per 27-byte word, spaces between words dropped
   CHECK(b == junk);
@@ -236,6 +259,9 @@ TEST_CASE("a 200 KB header value is decoded in linear time") {
   CHECK(is_valid_utf8(d));
   CHECK(e.substr(0, 10) == "テスト ");
   CHECK(f.substr(0, 10) == "=?UTF-8?B?");
+  CHECK(g.size() < 4 * junk.size());
+  CHECK(only_own_words(g));
+  CHECK(decode_header_text(g) == junk);
 }
 
 TEST_CASE("normalize_encoded_words lets GMime parse the full display name") {
@@ -283,12 +309,87 @@ TEST_CASE("normalize_encoded_words lets GMime parse the full display name") {
     CHECK(normalize_encoded_words("a =?UTF-8?B?YQ==?=\r\n =?UTF-8?B?Yg==?= b") == "a =?UTF-8?B?YWI=?= b");
     CHECK(normalize_encoded_words("=?UTF-8?B?"
                                   "?=x") == "x");
-    CHECK(normalize_encoded_words("=?UTF-8?B?####?=") == "=?UTF-8?B?####?=");
+  }
+  SUBCASE("a '?' after '=' that is not one of our words is a word of its own") {
+    // GMime decodes "=?UTF-8?B?####?=" to nothing; we show it as written.
+    const std::string norm = normalize_encoded_words("=?UTF-8?B?####?= <a@b.example>");
+    CHECK(norm == "==?UTF-8?Q?=3F?=UTF-8?B?####?= <a@b.example>");
+    CHECK(parse_first_name(norm) == "=?UTF-8?B?####?=");
+    CHECK(normalize_encoded_words("a=?b") == "a==?UTF-8?Q?=3F?=b");
   }
   SUBCASE("parameter values") {
     CHECK(normalize_encoded_words("attachment; filename=\"=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=.txt\"") ==
           "attachment; filename=\"=?UTF-8?B?44OG44K544OI?=.txt\"");
   }
+}
+
+TEST_CASE("normalize_encoded_words never creates an encoded word") {
+  SUBCASE("the saved fuzz input (tests/fuzz/regressions/fuzz_rfc2047/normalize-creates-word)") {
+    const std::string raw = "=\x1b$B\x1b(B?utf-8?q?x?=";
+    const std::string norm = normalize_encoded_words(raw);
+    CHECK(norm == "==?UTF-8?Q?=3F?=utf-8?q?x?=");
+    CHECK(decode_header_text(norm) == "=?utf-8?q?x?=");
+    CHECK(decode_header_text(raw) == "=?utf-8?q?x?=");
+    CHECK(parse_first_name(norm + " <a@example.jp>") == "=?utf-8?q?x?=");
+  }
+  SUBCASE("decoding ISO-2022-JP cannot bring back GMime bug #133") {
+    const std::string raw = "=\x1b$B\x1b(B?UTF-8?B?YQ==?= =?UTF-8?B?Yg==?= <a@example.jp>";
+    const std::string norm = normalize_encoded_words(raw);
+    CHECK(only_own_words(norm));
+    CHECK(decode_header_text(raw) == "=?UTF-8?B?YQ==?= b <a@example.jp>");
+    CHECK(decode_header_text(norm) == decode_header_text(raw));
+    CHECK(parse_first_name(norm) == "=?UTF-8?B?YQ==?= b");  // GMime used to show "a"
+  }
+  SUBCASE("nor can a removed control or an empty word") {
+    for (const std::string& raw : {"=\x01?utf-8?q?x?="s, "=\x7f?utf-8?q?x?="s,
+                                   "==?UTF-8?B?"
+                                   "?=?utf-8?q?x?="s}) {  // an empty word between "=" and "?"
+      const std::string norm = normalize_encoded_words(raw);
+      CHECK_MESSAGE(only_own_words(norm), raw);
+      CHECK(decode_header_text(norm) == "=?utf-8?q?x?=");
+      CHECK(decode_header_text(raw) == "=?utf-8?q?x?=");
+    }
+  }
+  SUBCASE("a word only GMime would accept is shown as we show it") {
+    const std::string raw = "=?UTF-8?B?YQ==?= =?utf-8?q?b c?= <a@example.jp>";
+    const std::string norm = normalize_encoded_words(raw);
+    CHECK(only_own_words(norm));
+    CHECK(parse_first_name(norm) == "a =?utf-8?q?b c?=");  // GMime alone: "ab c"
+  }
+  SUBCASE("white space after a neutralised '?' stays text, also before a word") {
+    const std::string raw = "=? =?UTF-8?B?Yg==?= <a@example.jp>";
+    const std::string norm = normalize_encoded_words(raw);
+    CHECK(norm == "==?UTF-8?Q?=3F=20?==?UTF-8?B?Yg==?= <a@example.jp>");
+    CHECK(decode_header_text(norm) == decode_header_text(raw));
+    CHECK(parse_first_name(norm) == "=? b");
+    CHECK(normalize_encoded_words("x=?\r\n y") == "x==?UTF-8?Q?=3F=20?=y");
+    CHECK(normalize_encoded_words("=?=?=?=?") == "==?UTF-8?Q?=3F=3D=3F=3D=3F=3D=3F?=");
+  }
+  SUBCASE("words separated only by an escape sequence or a control become one word") {
+    // Written as two words they would be adjacent: GMime would drop the second (bug #133) and any
+    // decoder the white space between them.
+    const std::string raw = "=?UTF-8?B?YQ==?= \x1b$B\x1b(B =?UTF-8?B?Yg==?= <a@example.jp>";
+    const std::string norm = normalize_encoded_words(raw, "iso-2022-jp");
+    CHECK(norm == "=?UTF-8?B?YSAgYg==?= <a@example.jp>");
+    CHECK(decode_header_text(norm) == decode_header_text(raw, "iso-2022-jp"));
+    CHECK(parse_first_name(norm) == "a  b");
+    CHECK(normalize_encoded_words("=?UTF-8?B?YQ==?=\x01=?UTF-8?B?Yg==?=") == "=?UTF-8?B?YWI=?=");
+  }
+}
+
+// tests/fuzz/regressions/fuzz_rfc2047/normalize-keeps-esc
+TEST_CASE("normalize_encoded_words leaves no control a second decoder could act on") {
+  const std::string raw =
+      "\xEF\xBB\xBF"
+      "A \x1b$B%F";
+  const std::string norm = normalize_encoded_words(raw);
+  CHECK(norm.find('\x1b') == std::string::npos);
+  CHECK(only_own_words(norm));
+  // The byte-order mark makes the raw text UTF-8, so ESC is a control, not an ISO-2022-JP shift.
+  CHECK(decode_header_text(raw) == "A $B%F");
+  CHECK(decode_header_text(norm) == "A $B%F");
+  CHECK(normalize_encoded_words("a\x01\x7f"
+                                "b\tc\r\n d") == "ab\tc\r\n d");  // folds and TAB stay
 }
 
 TEST_CASE("encode_header_text") {
