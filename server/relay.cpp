@@ -148,6 +148,10 @@ struct relay::impl {
   std::set<std::string, std::less<>> delivery_known;  // queued or being delivered
   std::size_t delivery_in_flight = 0;
   std::multimap<steady_clock::time_point, std::pair<std::string, stage>> retries;
+  // Deferred messages this process deferred, by next attempt: the scheduler's per-tick work is
+  // the due entries only. deferred/ itself is scanned (every delivery state read) only at start,
+  // on flush() and every rescan_interval, so a large deferred queue costs little per second.
+  std::multimap<system_clock::time_point, std::string> deferred_schedule;
   bool stopping = false;
   bool stopped = false;
   bool flush_requested = false;
@@ -457,6 +461,10 @@ struct relay::impl {
         schedule_retry(job->id, stage::deliver);
         co_return;
       }
+      {
+        const std::lock_guard lock(mutex);
+        deferred_schedule.emplace(sum.next_attempt, job->id);
+      }
       const auto wait = std::chrono::duration_cast<std::chrono::seconds>(sum.next_attempt - now).count();
       info(job->id + ": deferred, " + std::to_string(sum.deferred) + " recipient(s) pending, next attempt in " +
            std::to_string(std::max<long long>(0, wait)) + "s");
@@ -470,6 +478,7 @@ struct relay::impl {
     for (;;) {
       bool flush_now = false;
       std::vector<std::pair<std::string, stage>> due;
+      std::vector<std::string> due_deferred_ids;
       {
         std::unique_lock lock(mutex);
         scheduler_cv.wait_for(lock, options.scan_interval, [&] { return stopping || flush_requested; });
@@ -481,6 +490,11 @@ struct relay::impl {
           due.push_back(std::move(retries.begin()->second));
           retries.erase(retries.begin());
         }
+        const auto wall = system_clock::now();
+        while (!deferred_schedule.empty() && deferred_schedule.begin()->first <= wall) {
+          due_deferred_ids.push_back(std::move(deferred_schedule.begin()->second));
+          deferred_schedule.erase(deferred_schedule.begin());
+        }
       }
       try {
         for (auto& [id, s] : due) {
@@ -489,8 +503,9 @@ struct relay::impl {
           else
             enqueue_delivery(id);
         }
-        requeue_due_deferred(flush_now);
+        for (auto& id : due_deferred_ids) requeue(id);
         if (flush_now || steady_clock::now() >= next_rescan) {
+          requeue_due_deferred(flush_now);
           rescan();
           next_rescan = steady_clock::now() + options.rescan_interval;
         }
@@ -507,17 +522,21 @@ struct relay::impl {
       error("scheduler: cannot list deferred/: " + ids.error().message());
       return;
     }
-    for (auto& id : *ids) {
-      {
-        const std::lock_guard lock(mutex);
-        if (stopping || delivery_known.contains(id)) continue;
-      }
-      if (auto ec = spool_.requeue_deferred(id)) {
-        if (ec != std::errc::no_such_file_or_directory) error(id + ": cannot requeue: " + ec.message());
-        continue;
-      }
-      enqueue_delivery(id);
+    for (auto& id : *ids) requeue(id);
+  }
+
+  // deferred/ID -> outbound/ID and into the delivery queue (unless it is being delivered already:
+  // its attempt is running, or it was requeued meanwhile).
+  void requeue(const std::string& id) {
+    {
+      const std::lock_guard lock(mutex);
+      if (stopping || delivery_known.contains(id)) return;
     }
+    if (auto ec = spool_.requeue_deferred(id)) {
+      if (ec != std::errc::no_such_file_or_directory) error(id + ": cannot requeue: " + ec.message());
+      return;
+    }
+    enqueue_delivery(id);
   }
 
   // The directories are the truth; the queues only a cache of them.
@@ -585,6 +604,7 @@ void relay::start() {
   const std::size_t sanitizers = 4 * std::max<std::size_t>(1, m.cfg->worker.count);
   for (std::size_t i = 0; i < sanitizers; ++i) m.sanitize_threads.emplace_back([&m] { m.sanitize_loop(); });
   m.rescan();
+  m.requeue_due_deferred(false);
   m.scheduler = std::thread([&m] { m.scheduler_loop(); });
   m.server->start();
   std::string where;

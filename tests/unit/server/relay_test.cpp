@@ -335,3 +335,28 @@ TEST_CASE("relay: a message that cannot be made harmless is held: notice deliver
       ++with_original;
   CHECK(with_original == 1);
 }
+
+TEST_CASE("relay: messages deferred before a restart are retried by the next process") {
+  testing::temp_dir tmp("mukai-relay");
+  const fs::path out = tmp.path() / "b-out";
+  const std::uint16_t b_port = free_port();
+  server::logger log(server::log_level::warning);
+  auto acfg = relay_config(tmp.path() / "a", {"smtp://127.0.0.1:" + std::to_string(b_port) + "?starttls=off"});
+  {
+    server::relay a(acfg, fast_options(), log);
+    a.start();
+    for (int i = 0; i < 3; ++i)
+      REQUIRE(send_message(a.local_endpoints().at(0).port(), "alice@example.com", {"staff@example.lg.jp"}, plain_message)
+                  .all_delivered());
+    REQUIRE(wait_until([&] { return a.counters().recipients_deferred >= 3; }));
+    a.shutdown(5s);
+  }
+  server::relay b(relay_config(tmp.path() / "b", {"maildir:" + out.string()}, b_port), fast_options(), log);
+  b.start();
+  std::this_thread::sleep_for(1100ms);  // min_backoff: the deferred messages are due now
+  server::relay a2(acfg, fast_options(), log);
+  a2.start();  // no flush(): the start-up scan of deferred/ finds them due
+  REQUIRE(wait_until([&] { return maildir_files(out).size() == 3 && spool_empty(tmp.path() / "a" / "spool"); }));
+  a2.shutdown(5s);
+  b.shutdown(5s);
+}
