@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# deb_test.sh BUILD_DIR [SOURCE_DIR]: the Debian package end to end, on the real system.
+#   1. cpack -G DEB from BUILD_DIR; the control data (Depends from dpkg-shlibdeps, conffiles).
+#   2. dpkg -i; files, owners, modes, the mukai user, man -w, systemd-analyze verify, check-config.
+#   3. the INSTALLED binary as user mukai (setpriv) on a loopback port with temp directories:
+#      one message in, "queued" in the log, a sanitized message in the maildir, no W+X mapping
+#      (MemoryDenyWriteExecute), SIGTERM -> exit 0.
+#   4. dpkg -r (binary gone, conffile kept), an edited conffile survives dpkg -i --force-confold,
+#      dpkg -P (conffile and logs gone, mail kept, user kept).
+# The machine is left as it was found: the trap purges the package and removes the user and the
+# directories when this test created them. Exit 77 (skip): not root, no dpkg/cpack, a sanitizer
+# build, or a mukai already installed / present on the system (never touched).
+set -uo pipefail
+
+build=${1:?usage: deb_test.sh BUILD_DIR [SOURCE_DIR]}
+src=${2:-$(cd "$(dirname "$0")/../.." && pwd)}
+build=$(cd "$build" && pwd)
+
+skip() { echo "SKIP: $*"; exit 77; }
+[[ $(id -u) == 0 ]] || skip "needs root (installs the package into the system)"
+for t in dpkg dpkg-deb dpkg-shlibdeps cpack setpriv python3 timeout; do
+  command -v "$t" >/dev/null || skip "$t is missing"
+done
+[[ -f $build/CPackConfig.cmake ]] || skip "$build has no CPackConfig.cmake"
+if grep -Eq '^MUKAI_(SANITIZE|FUZZ):BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
+  skip "sanitizer/fuzzer build: not a package build"
+fi
+if dpkg-query -W -f='${Status}' mukai 2>/dev/null | grep -qv 'not-installed'; then
+  skip "a mukai package is already installed or has config-files left: not touching it"
+fi
+for p in /usr/sbin/mukai /etc/mukai /lib/systemd/system/mukai.service; do
+  [[ -e $p ]] && skip "$p exists: not touching a system that has mukai"
+done
+
+# What existed before: the cleanup removes only what this test created.
+had_user=0; getent passwd mukai >/dev/null && had_user=1
+had_group=0; getent group mukai >/dev/null && had_group=1
+declare -A had_dir
+for d in /var/spool/mukai /var/lib/mukai /var/log/mukai; do
+  had_dir[$d]=0; [[ -e $d ]] && had_dir[$d]=1
+done
+for d in /var/spool/mukai /var/lib/mukai; do
+  [[ ${had_dir[$d]} == 1 ]] && [[ -n $(ls -A "$d" 2>/dev/null) ]] && skip "$d exists and is not empty"
+done
+
+work=$(mktemp -d /tmp/mukai-deb-test.XXXXXX)
+chmod 0755 "$work"
+server_pid=""
+failures=0
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -KILL "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null
+  fi
+  if dpkg-query -W -f='${Status}' mukai 2>/dev/null | grep -qv 'not-installed'; then
+    timeout 120 dpkg -P mukai >/dev/null 2>&1 || echo "cleanup: dpkg -P mukai failed"
+  fi
+  for d in /var/spool/mukai /var/lib/mukai /var/log/mukai; do
+    [[ ${had_dir[$d]} == 0 && -e $d ]] && rm -rf --one-file-system "$d"
+  done
+  rmdir /etc/mukai 2>/dev/null
+  if [[ $had_user == 0 ]] && getent passwd mukai >/dev/null; then userdel mukai 2>/dev/null; fi
+  if [[ $had_group == 0 ]] && getent group mukai >/dev/null; then groupdel mukai 2>/dev/null; fi
+  rm -rf --one-file-system "$work"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+die() { echo "FAIL: $*"; exit 1; }
+ok() { echo "ok: $*"; }
+
+# expect_stat PATH MODE OWNER:GROUP
+expect_stat() {
+  local got
+  got=$(stat -c '%a %U:%G' "$1" 2>/dev/null) || { fail "$1 is missing"; return; }
+  [[ $got == "$2 $3" ]] && ok "$1 $got" || fail "$1: expected $2 $3, got $got"
+}
+
+# ---- 1. build the package -------------------------------------------------------------------
+echo "== cpack"
+# cpack first builds the tree's "preinstall" target (= all): a no-op after `cmake --build`, as in
+# CI; a stale tree is brought up to date here (bounded).
+(cd "$work" && timeout 600 cpack -G DEB --config "$build/CPackConfig.cmake" -B "$work/pkg") >"$work/cpack.log" 2>&1 \
+  || { cat "$work/cpack.log"; die "cpack failed"; }
+deb=$(ls "$work"/pkg/mukai_*.deb 2>/dev/null | head -1)
+[[ -f $deb ]] || { cat "$work/cpack.log"; die "no .deb produced"; }
+echo "package: $(basename "$deb") ($(stat -c %s "$deb") bytes)"
+[[ -e /etc/mukai || -e /usr/sbin/mukai ]] && die "cpack wrote into the live system"
+depends=$(dpkg-deb -f "$deb" Depends)
+echo "Depends: $depends"
+for dep in libc6 libgmime-3.0 libicu libmagic1 libssl3 adduser libmagic-mgc; do
+  [[ $depends == *"$dep"* ]] && ok "Depends has $dep" || fail "Depends lacks $dep"
+done
+dpkg-deb -I "$deb" conffiles | grep -qx /etc/mukai/mukai.toml && ok "conffiles" || fail "/etc/mukai/mukai.toml is not a conffile"
+for s in postinst prerm postrm; do
+  dpkg-deb -I "$deb" "$s" >/dev/null 2>&1 && ok "maintainer script $s" || fail "no $s"
+done
+contents=$(dpkg-deb -c "$deb")
+for f in ./usr/sbin/mukai ./etc/mukai/mukai.toml ./lib/systemd/system/mukai.service ./usr/lib/sysusers.d/mukai.conf \
+         ./usr/lib/tmpfiles.d/mukai.conf ./usr/share/man/man8/mukai.8.gz ./usr/share/man/man5/mukai.toml.5.gz; do
+  grep -q " $f\$" <<<"$contents" && ok "package has $f" || fail "package lacks $f"
+done
+
+# ---- 2. install -------------------------------------------------------------------------------
+echo "== dpkg -i"
+timeout 300 dpkg -i "$deb" </dev/null >"$work/dpkg-i.log" 2>&1 || { cat "$work/dpkg-i.log"; die "dpkg -i failed"; }
+cat "$work/dpkg-i.log"
+getent passwd mukai >/dev/null || die "no mukai user after install"
+shell=$(getent passwd mukai | cut -d: -f7)
+[[ $shell == */nologin || $shell == /bin/false ]] && ok "mukai shell $shell" || fail "mukai has a login shell: $shell"
+[[ $(id -u mukai) -lt 1000 ]] && ok "mukai is a system user (uid $(id -u mukai))" || fail "mukai uid $(id -u mukai) is not a system uid"
+expect_stat /usr/sbin/mukai 755 root:root
+expect_stat /etc/mukai 755 root:root
+expect_stat /etc/mukai/mukai.toml 640 root:mukai
+for d in /var/spool/mukai /var/lib/mukai /var/lib/mukai/quarantine /var/log/mukai; do expect_stat "$d" 700 mukai:mukai; done
+expect_stat /lib/systemd/system/mukai.service 644 root:root
+expect_stat /usr/share/man/man8/mukai.8.gz 644 root:root
+[[ $(head -c4 /usr/sbin/mukai | od -An -c | tr -d ' ') == '177ELF' ]] || fail "/usr/sbin/mukai is not an ELF file"
+/usr/sbin/mukai version | grep -q '^mukai ' && ok "mukai version" || fail "mukai version"
+grep -q '^dir = "/var/spool/mukai"' /etc/mukai/mukai.toml && grep -q '^dir = "/var/lib/mukai/quarantine"' /etc/mukai/mukai.toml \
+  && ok "packaged paths in mukai.toml" || fail "mukai.toml lacks the packaged spool/quarantine paths"
+if out=$(timeout 30 setpriv --reuid=mukai --regid=mukai --init-groups /usr/sbin/mukai check-config --config /etc/mukai/mukai.toml 2>&1); then
+  ok "check-config (as mukai): $out"
+else
+  fail "check-config rejects the packaged config: $out"
+fi
+if command -v man >/dev/null; then
+  for page in "8 mukai" "5 mukai.toml"; do
+    # shellcheck disable=SC2086
+    p=$(man -w $page 2>/dev/null) && ok "man -w $page: $p" || fail "man -w $page"
+  done
+  zcat /usr/share/man/man5/mukai.toml.5.gz | grep -q 'relay_domains' || fail "mukai.toml(5) does not describe relay_domains"
+else
+  echo "man is not installed: man -w not checked"
+fi
+if command -v systemd-analyze >/dev/null; then
+  # Only this unit's diagnostics count (a container without systemd as PID 1 warns about others).
+  va=$(timeout 60 systemd-analyze verify /lib/systemd/system/mukai.service 2>&1 | grep -F 'mukai.service' || true)
+  [[ -z $va ]] && ok "systemd-analyze verify mukai.service" || fail "systemd-analyze verify: $va"
+else
+  echo "systemd-analyze is not installed: unit not verified"
+fi
+
+# ---- 3. run the installed relay as mukai ------------------------------------------------------
+echo "== installed relay as user mukai"
+run="$work/run"
+install -d -o mukai -g mukai -m 0700 "$run" "$run/spool" "$run/quarantine" "$run/outbox"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed -e "s|^listen = .*|listen = [\"127.0.0.1:$port\"]|" \
+    -e "s|^dir = \"/var/spool/mukai\"|dir = \"$run/spool\"|" \
+    -e "s|^dir = \"/var/lib/mukai/quarantine\"|dir = \"$run/quarantine\"|" \
+    -e "s|^next_hop = .*|next_hop = [\"maildir:$run/outbox\"]|" \
+    -e "s|^max_backoff = .*|max_backoff = \"60s\"|" \
+    /etc/mukai/mukai.toml >"$run/mukai.toml"
+for want in "127.0.0.1:$port" "$run/spool" "$run/quarantine" "maildir:$run/outbox"; do
+  grep -qF "$want" "$run/mukai.toml" || die "could not adapt the installed config ($want)"
+done
+chown mukai:mukai "$run/mukai.toml"; chmod 0600 "$run/mukai.toml"
+log="$work/serve.log"
+(cd / && exec setpriv --reuid=mukai --regid=mukai --init-groups /usr/sbin/mukai serve --config "$run/mukai.toml") >"$log" 2>&1 &
+server_pid=$!
+up=0
+for _ in $(seq 1 100); do
+  kill -0 "$server_pid" 2>/dev/null || break
+  python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 1).close()" 2>/dev/null && { up=1; break; }
+  sleep 0.2
+done
+[[ $up == 1 ]] || { cat "$log"; die "the installed relay did not start listening on 127.0.0.1:$port"; }
+[[ $(stat -c %U /proc/$server_pid) == mukai ]] && ok "relay runs as mukai" || fail "relay does not run as mukai"
+timeout 60 python3 - "$port" "$src/docs/examples/sample.eml" <<'PY' || fail "SMTP submission failed"
+import smtplib, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
+    s.sendmail("alice@example.com", ["staff@example.lg.jp"], open(sys.argv[2], "rb").read())
+PY
+delivered=""
+for _ in $(seq 1 300); do
+  delivered=$(find "$run/outbox/new" -type f 2>/dev/null | head -1)
+  [[ -n $delivered ]] && break
+  sleep 0.2
+done
+grep -q ': queued from ' "$log" && ok "log has \"queued\"" || fail "no \"queued\" line in the log"
+if [[ -n $delivered ]]; then
+  ok "delivered: $delivered"
+  expect_stat "$delivered" 600 mukai:mukai
+  grep -qi '^Content-Type: text/plain' "$delivered" && ok "delivered message is text/plain" || fail "delivered message is not text/plain"
+  grep -qiE '^Content-Type: (multipart|application)/' "$delivered" && fail "delivered message still has non-text parts" || ok "no non-text part delivered"
+  [[ -n $(find "$run/quarantine" -type f 2>/dev/null | head -1) ]] && ok "quarantine holds the removed PDF" || fail "quarantine is empty"
+else
+  fail "no message in $run/outbox/new"; cat "$log"
+fi
+# MemoryDenyWriteExecute=yes in the unit: no mapping of the relay or its workers may be W+X.
+wx=""
+children=$( (cat /proc/"$server_pid"/task/*/children 2>/dev/null; pgrep -P "$server_pid" 2>/dev/null) | tr ' ' '\n' | sort -u)
+[[ -n $children ]] && ok "worker processes: $(echo $children)" || echo "note: no worker process found to inspect"
+for p in "$server_pid" $children; do
+  [[ -r /proc/$p/maps ]] && wx+=$(awk '$2 ~ /w.x/' /proc/"$p"/maps)
+done
+[[ -z $wx ]] && ok "no writable+executable mapping (relay and workers)" || fail "W+X mappings: $wx"
+kill -TERM "$server_pid"
+rc=""
+for _ in $(seq 1 450); do
+  kill -0 "$server_pid" 2>/dev/null || { wait "$server_pid"; rc=$?; break; }
+  sleep 0.2
+done
+if [[ -z $rc ]]; then fail "relay did not stop within 90 s of SIGTERM"; kill -KILL "$server_pid"; wait "$server_pid"; else
+  [[ $rc == 0 ]] && ok "SIGTERM -> exit 0" || { fail "SIGTERM -> exit $rc"; tail -20 "$log"; }
+fi
+server_pid=""
+echo "--- relay log"; cat "$log"; echo "---"
+
+# ---- 4. remove, conffile, purge ---------------------------------------------------------------
+echo "== dpkg -r"
+timeout 120 dpkg -r mukai </dev/null >"$work/dpkg-r.log" 2>&1 || { cat "$work/dpkg-r.log"; die "dpkg -r failed"; }
+[[ ! -e /usr/sbin/mukai ]] && ok "binary gone after dpkg -r" || fail "/usr/sbin/mukai still there after dpkg -r"
+[[ ! -e /lib/systemd/system/mukai.service ]] && ok "unit gone" || fail "unit still there after dpkg -r"
+[[ -f /etc/mukai/mukai.toml ]] && ok "conffile kept by dpkg -r" || fail "dpkg -r removed the conffile"
+dpkg-query -W -f='${Status}\n' mukai | grep -q 'config-files' && ok "state config-files" || fail "state: $(dpkg-query -W -f='${Status}' mukai)"
+
+echo "== edited conffile survives a reinstall"
+printf '\n# edited by deb_test.sh\n' >>/etc/mukai/mukai.toml
+sed -i 's/^count = 2 /count = 3 /' /etc/mukai/mukai.toml
+sum=$(sha256sum </etc/mukai/mukai.toml)
+timeout 300 dpkg -i --force-confold "$deb" </dev/null >"$work/dpkg-i2.log" 2>&1 || { cat "$work/dpkg-i2.log"; die "reinstall failed"; }
+[[ $(sha256sum </etc/mukai/mukai.toml) == "$sum" ]] && ok "edited config kept (--force-confold)" || fail "dpkg overwrote the edited config"
+timeout 300 dpkg -i "$deb" </dev/null >"$work/dpkg-i3.log" 2>&1 || { cat "$work/dpkg-i3.log"; die "upgrade-reinstall failed"; }
+[[ $(sha256sum </etc/mukai/mukai.toml) == "$sum" ]] && ok "edited config kept (plain dpkg -i, no prompt)" || fail "dpkg overwrote the edited config"
+ls /etc/mukai/mukai.toml.dpkg-* >/dev/null 2>&1 && fail "unexpected $(ls /etc/mukai/mukai.toml.dpkg-*)"
+expect_stat /etc/mukai/mukai.toml 640 root:mukai
+[[ -x /usr/sbin/mukai ]] && ok "binary back" || fail "binary missing after reinstall"
+
+echo "== dpkg -P"
+# Simulated mail in the spool: purge must keep it (and the directory holding it).
+install -d -o mukai -g mukai -m 0700 /var/spool/mukai/queue
+install -o mukai -g mukai -m 0600 /dev/null /var/spool/mukai/queue/pending-message
+timeout 120 dpkg -P mukai </dev/null >"$work/dpkg-p.log" 2>&1 || { cat "$work/dpkg-p.log"; die "dpkg -P failed"; }
+cat "$work/dpkg-p.log"
+dpkg-query -W -f='${Status}' mukai 2>/dev/null | grep -qv 'not-installed' && fail "mukai still known to dpkg after purge"
+[[ ! -e /etc/mukai ]] && ok "/etc/mukai gone" || fail "/etc/mukai left after purge: $(ls -A /etc/mukai)"
+[[ ! -e /var/log/mukai ]] && ok "/var/log/mukai gone" || fail "/var/log/mukai left after purge"
+for f in /usr/sbin/mukai /lib/systemd/system/mukai.service /usr/lib/sysusers.d/mukai.conf /usr/lib/tmpfiles.d/mukai.conf \
+         /usr/share/man/man8/mukai.8.gz; do
+  [[ ! -e $f ]] || fail "$f left after purge"
+done
+[[ -f /var/spool/mukai/queue/pending-message ]] && ok "spool with mail kept on purge" || fail "purge deleted mail in the spool"
+[[ ! -e /var/lib/mukai ]] && ok "empty /var/lib/mukai removed" || fail "empty /var/lib/mukai left: $(find /var/lib/mukai)"
+getent passwd mukai >/dev/null && ok "mukai user kept on purge (Debian practice)" || fail "purge removed the mukai user"
+
+if ((failures)); then
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all checks passed"
+exit 0
