@@ -7,6 +7,11 @@
 // Figures: messages/s, MB/s of input bytes (1 MB = 10^6 bytes), peak RSS (getrusage ru_maxrss),
 // which includes the loaded input set. --large runs one message once in a fresh process, so the
 // peak is that message's alone (plus the program and the message itself, reported separately).
+// --dump DIR writes what the first round returned for each message (output, JSON report, the
+// quarantine list) with the fixed quarantine ID, so two builds can be compared byte for byte
+// (only a Date header the engine adds for a message without one differs between runs). The
+// writes fall in the timed first round: use --dump for comparing outputs, not for figures.
+// For one large message in a loop (profiling): pass one file and raise --max-rounds.
 // Threading: single-threaded by design.
 #include <sys/resource.h>
 #include <time.h>
@@ -29,6 +34,7 @@
 #include "config/policy.hpp"
 #include "sanitizers/engine.hpp"
 #include "sanitizers/report.hpp"
+#include "sanitizers/report_json.hpp"
 
 namespace {
 
@@ -45,6 +51,7 @@ struct options {
   bool large = false;      // one message, one pass, no warm-up; report RSS before the call
   bool tsv = false;
   std::string config_file;  // empty = the embedded default policy
+  std::string dump_dir;     // empty = do not write the results
   std::vector<std::string> paths;
 };
 
@@ -65,6 +72,7 @@ struct message {
       "  --sample N        use only N messages evenly spaced over the set (profiling)\n"
       "  --large           one pass over one message, no warm-up, RSS before/after (25 MB test)\n"
       "  --config FILE     policy from this mukai TOML file (default: the embedded default)\n"
+      "  --dump DIR        write each message's first-round result to DIR (NAME.eml, .json, .quarantine)\n"
       "  --tsv             print one tab-separated result line on stdout (for bench/run)\n",
       code == 0 ? stdout : stderr);
   std::exit(code);
@@ -97,6 +105,8 @@ options parse_args(int argc, char** argv) {
         o.tsv = true;
       else if (a == "--config")
         o.config_file = value(i);
+      else if (a == "--dump")
+        o.dump_dir = value(i);
       else if (a == "-h" || a == "--help")
         usage(0);
       else if (a.starts_with("--"))
@@ -170,6 +180,18 @@ long current_rss_kib() {
   return pages_resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+// The result as files: output, report, and one line per quarantined part (path, SHA-256, size,
+// filename) plus whether the original is kept.
+void dump_result(const std::string& dir, const std::string& name, const mukai::sanitize::result& r) {
+  const fs::path base = fs::path(dir) / fs::path(name).stem();
+  std::ofstream(base.string() + ".eml", std::ios::binary) << r.output;
+  std::ofstream(base.string() + ".json", std::ios::binary) << mukai::sanitize::to_json_text(r.rep);
+  std::ofstream q(base.string() + ".quarantine", std::ios::binary);
+  q << "original\t" << (r.quarantine_original ? "yes" : "no") << "\n";
+  for (const auto& part : r.quarantine)
+    q << part.path << '\t' << part.sha256 << '\t' << part.bytes.size() << '\t' << part.filename << '\n';
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -184,6 +206,14 @@ int main(int argc, char** argv) {
   if (msgs.empty()) {
     std::fprintf(stderr, "bench_engine: no messages under the given paths\n");
     return 2;
+  }
+  if (!opt.dump_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(opt.dump_dir, ec);
+    if (ec) {
+      std::fprintf(stderr, "bench_engine: %s: %s\n", opt.dump_dir.c_str(), ec.message().c_str());
+      return 2;
+    }
   }
   std::uint64_t set_bytes = 0;
   for (const auto& m : msgs) set_bytes += m.raw.size();
@@ -225,6 +255,7 @@ int main(int argc, char** argv) {
       const auto t0 = clock_type::now();
       try {
         auto r = mukai::sanitize::sanitize_message(m.raw, pol, req);
+        if (rounds == 0 && !opt.dump_dir.empty()) dump_result(opt.dump_dir, m.name, r);
         if (rounds == 0) {
           ++verdicts[static_cast<int>(r.rep.result)];
           output_bytes += r.output.size();

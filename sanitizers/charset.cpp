@@ -15,6 +15,7 @@
 #include <array>
 #include <memory>
 
+#include "sanitizers/byte_scan.hpp"
 #include "sanitizers/charset_icu.hpp"
 #include "sanitizers/charset_iso2022jp.hpp"
 #include "sanitizers/charset_utf8.hpp"
@@ -326,19 +327,30 @@ struct decode_result {
   std::size_t replacements = 0;
 };
 
-bool has_8bit(std::string_view s) noexcept {
-  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+// Position of the first byte >= 0x80 at or after `from`, or s.size(). Eight bytes per step:
+// every text body passes through here at least once, most of them 7-bit from end to end.
+std::size_t find_8bit(std::string_view s, std::size_t from) noexcept {
+  std::size_t i = from;
+  for (; i + 8 <= s.size(); i += 8) {
+    if (byte_scan::any_byte_8bit(byte_scan::load8(s.data() + i))) break;
+  }
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
+  return i;
 }
 
+bool has_8bit(std::string_view s) noexcept { return find_8bit(s, 0) < s.size(); }
+
+// 7-bit runs are copied whole; each 8-bit byte becomes one U+FFFD.
 void decode_ascii(std::string_view in, decode_result& r) {
   r.utf8.reserve(in.size());
-  for (const char c : in) {
-    if (static_cast<unsigned char>(c) < 0x80) {
-      r.utf8.push_back(c);
-    } else {
-      append_utf8(r.utf8, replacement_char);
-      ++r.replacements;
-    }
+  std::size_t i = 0;
+  while (i < in.size()) {
+    const std::size_t high = find_8bit(in, i);
+    r.utf8.append(in.data() + i, high - i);
+    if (high == in.size()) break;
+    append_utf8(r.utf8, replacement_char);
+    ++r.replacements;
+    i = high + 1;
   }
 }
 
@@ -795,18 +807,7 @@ std::string describe_label(std::string_view declared_label, const std::string& c
 // ---------------------------------------------------------------------------------------------
 // Public API
 
-bool is_valid_utf8(std::string_view s) noexcept {
-  for (std::size_t i = 0; i < s.size();) {
-    if (static_cast<unsigned char>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    const auto st = detail::next_utf8(s, i);
-    if (!st.valid) return false;
-    i += st.length;
-  }
-  return true;
-}
+bool is_valid_utf8(std::string_view s) noexcept { return detail::valid_utf8_end(s, 0) == s.size(); }
 
 std::string canonical_charset(std::string_view label) {
   const std::string norm = normalize_label(label);

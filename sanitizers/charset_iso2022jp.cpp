@@ -28,8 +28,9 @@ constexpr std::string_view cp932_converter = "ibm-943_P15A-2003";
 // ICU's EUC-JP (CP51932-like plus JIS X 0212), used for JIS X 0212 pairs.
 constexpr std::string_view eucjp_converter = "euc-jp-2007";
 
-// JIS row/cell (1-based "ku"/"ten") -> Shift_JIS pair. Valid for ku 1..120, ten 1..94.
-void append_sjis_pair(std::string& seg, unsigned ku, unsigned ten) {
+// JIS row/cell (1-based "ku"/"ten") -> Shift_JIS pair written to out[0..1]. Valid for ku 1..120,
+// ten 1..94.
+constexpr void write_sjis_pair(char* out, unsigned ku, unsigned ten) {
   const unsigned s1 = (ku + 1) / 2 + (ku <= 62 ? 0x80 : 0xC0);
   unsigned s2 = 0;
   if (ku % 2 == 1) {
@@ -37,9 +38,40 @@ void append_sjis_pair(std::string& seg, unsigned ku, unsigned ten) {
   } else {
     s2 = ten + 0x9E;
   }
-  seg.push_back(static_cast<char>(s1));
-  seg.push_back(static_cast<char>(s2));
+  out[0] = static_cast<char>(s1);
+  out[1] = static_cast<char>(s2);
 }
+
+// write_sjis_pair as tables indexed by the JIS bytes (b1 = ku + 0x20, b2 = ten + 0x20; ku has the
+// parity of b1): the stretch loop below converts one pair per two lookups.
+constexpr std::array<unsigned char, 256> sjis_lead = [] {
+  std::array<unsigned char, 256> t{};
+  for (unsigned b1 = 0x21; b1 <= 0x98; ++b1) {
+    char pair[2];
+    write_sjis_pair(pair, b1 - 0x20u, 1);
+    t[b1] = static_cast<unsigned char>(pair[0]);
+  }
+  return t;
+}();
+constexpr std::array<std::array<unsigned char, 256>, 2> sjis_trail = [] {
+  std::array<std::array<unsigned char, 256>, 2> t{};
+  for (unsigned parity = 0; parity < 2; ++parity) {
+    for (unsigned b2 = 0x21; b2 <= 0x7E; ++b2) {
+      char pair[2];
+      write_sjis_pair(pair, parity == 1 ? 1 : 2, b2 - 0x20u);  // ku 1 is odd, ku 2 even
+      t[parity][b2] = static_cast<unsigned char>(pair[1]);
+    }
+  }
+  return t;
+}();
+
+// A JIS X 0208 pair as handle_double_byte accepts it (rows up to 120, see there).
+bool is_jis0208_pair(unsigned char b1, unsigned char b2) {
+  return b1 >= 0x21 && b1 <= 0x98 && b2 >= 0x21 && b2 <= 0x7E;
+}
+
+// Bytes that end an ASCII-mode run: they change the state or are line ends (which reset it).
+bool ends_ascii_run(char c) { return c == esc || c == so || c == si || c == '\r' || c == '\n'; }
 
 enum class g0_set { ascii, kana, jis0208, jis0212, gb2312, ksc5601, unsupported_94x94 };
 enum class g2_set { none, latin1, greek };
@@ -49,9 +81,14 @@ class jis_decoder {
  public:
   explicit jis_decoder(std::string& out) : out_(out) {}
 
+  // Why runs: text is long stretches of ASCII or of kanji pairs, and handling them one byte (one
+  // std::string::push_back call) at a time was the larger part of decoding a 100 KB body. ASCII
+  // stretches are appended whole and kanji stretches converted in a tight loop; every byte that
+  // can change the state (ESC, SO, SI, CR, LF) still goes through the byte-wise path below.
   std::size_t run(std::string_view s) {
     std::size_t i = 0;
     const std::size_t n = s.size();
+    seg_.reserve(n);  // a segment never holds more bytes than the input it came from
     while (i < n) {
       const auto b = static_cast<unsigned char>(s[i]);
       if (b == static_cast<unsigned char>(esc)) {
@@ -89,13 +126,19 @@ class jis_decoder {
         continue;
       }
       switch (g0_) {
-        case g0_set::ascii:
+        case g0_set::ascii: {
           // ASCII, JIS-Roman, and (leniently) 8-bit bytes as CP932: JIS8 katakana or stray SJIS.
-          push(run_kind::cp932, static_cast<char>(b));
-          ++i;
+          std::size_t end = i + 1;
+          while (end < n && !ends_ascii_run(s[end])) ++end;
+          seg_for(run_kind::cp932).append(s.data() + i, end - i);
+          i = end;
           break;
+        }
         case g0_set::kana:  // handled above
           ++i;
+          break;
+        case g0_set::jis0208:
+          i += jis0208_pairs(s, i);
           break;
         default:
           i += handle_double_byte(s, i);
@@ -107,6 +150,28 @@ class jis_decoder {
   }
 
  private:
+  // A stretch of JIS X 0208 pairs from s[i] (the common case of handle_double_byte, without a call
+  // per byte); anything else is left to handle_double_byte. Returns the bytes consumed (>= 1).
+  std::size_t jis0208_pairs(std::string_view s, std::size_t i) {
+    const auto at = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    if (i + 1 >= s.size() || !is_jis0208_pair(at(i), at(i + 1))) return handle_double_byte(s, i);
+    std::string& seg = seg_for(run_kind::cp932);
+    std::array<char, 512> buf;
+    std::size_t len = 0;
+    std::size_t k = i;
+    for (; k + 1 < s.size() && is_jis0208_pair(at(k), at(k + 1)); k += 2) {
+      if (len == buf.size()) {
+        seg.append(buf.data(), len);
+        len = 0;
+      }
+      buf[len] = static_cast<char>(sjis_lead[at(k)]);
+      buf[len + 1] = static_cast<char>(sjis_trail[at(k) & 1u][at(k + 1)]);
+      len += 2;
+    }
+    seg.append(buf.data(), len);
+    return k - i;
+  }
+
   // Double-byte modes: control characters and space pass through (some senders put spaces inside
   // kanji runs); a pair outside the 94x94 grid is one replacement for its first byte.
   std::size_t handle_double_byte(std::string_view s, std::size_t i) {
@@ -124,7 +189,9 @@ class jis_decoder {
         // Rows up to 120 (lead 0x98) are accepted: encoders that convert CP932 arithmetically emit
         // IBM extensions (rows 115-119) and user-defined rows with 8-bit "JIS" leads.
         if (trail_ok && b1 >= 0x21 && b1 <= 0x98) {
-          append_sjis_pair(seg_for(run_kind::cp932), b1 - 0x20u, b2 - 0x20u);
+          char pair[2];
+          write_sjis_pair(pair, b1 - 0x20u, b2 - 0x20u);
+          seg_for(run_kind::cp932).append(pair, 2);
           return 2;
         }
         break;

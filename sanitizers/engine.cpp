@@ -28,6 +28,7 @@
 #include "sanitizers/output_message.hpp"
 #include "sanitizers/removal_rules.hpp"
 #include "sanitizers/text_blobs.hpp"
+#include "sanitizers/text_clean.hpp"
 #include "sanitizers/text_links.hpp"
 
 namespace mukai::sanitize {
@@ -150,51 +151,6 @@ bool is_text_compatible_detection(std::string_view detected) {
   return std::find(std::begin(ok), std::end(ok), detected) != std::end(ok);
 }
 
-// Share of decoded characters that are control characters or U+FFFD: high means "not text".
-double junk_ratio(std::string_view utf8) {
-  if (utf8.empty()) return 0;
-  std::size_t junk = 0, chars = 0;
-  for (std::size_t i = 0; i < utf8.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(utf8[i]);
-    if ((c & 0xC0) == 0x80) continue;
-    ++chars;
-    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != 0x0C && c != 0x1B) || c == 0x7F) ++junk;
-    if (c == 0xEF && i + 2 < utf8.size() && static_cast<unsigned char>(utf8[i + 1]) == 0xBF &&
-        static_cast<unsigned char>(utf8[i + 2]) == 0xBD)
-      ++junk;
-  }
-  return chars ? static_cast<double>(junk) / static_cast<double>(chars) : 0;
-}
-
-// Control characters other than TAB and LF go; CRLF and lone CR become LF; FF becomes a blank line.
-// The bidi controls that reorder text (is_bidi_reordering_control) go too. `s` is valid UTF-8
-// (decode_to_utf8, html_to_text), so these byte tests are code point tests.
-std::string clean_text(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '\r') {
-      if (i + 1 < s.size() && s[i + 1] == '\n') continue;
-      out += '\n';
-    } else if (c == '\t' || c == '\n') {
-      out += static_cast<char>(c);
-    } else if (c == 0x0C) {
-      out += "\n\n";
-    } else if (c < 0x20 || c == 0x7F) {
-      continue;
-    } else if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
-               static_cast<unsigned char>(s[i + 1]) <= 0x9F) {
-      ++i;  // C1 controls (U+0080..U+009F)
-    } else if (const std::size_t n = bidi_reordering_control_at(s, i)) {
-      i += n - 1;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 message_headers summarize_headers(const header_fields& f) {
   message_headers h;
   h.from = f.from_text;
@@ -250,7 +206,7 @@ class message_sanitizer {
   // A part's decoded content, decoded at most once per message (the alternative choice looks at
   // text/plain before the walk shows it); leaf() moves it out.
   std::string& decoded_content(GMimePart* part, bool& too_big);
-  void append_output_checked(sink& out, std::string_view text);
+  void append_output_checked(sink& out, std::string text);
   result finish(GMimeMessage* message, std::string body);
   result finish_held(const header_fields* fields);
 
@@ -498,42 +454,68 @@ void message_sanitizer::walk_message_part(GMimeMessagePart* mp, const std::strin
     block += '\n';
     pos = eol + 1;
   }
-  append_output_checked(out, block);
+  append_output_checked(out, std::move(block));
 }
 
 void message_sanitizer::show_text(const std::string& path, std::string text, std::string_view label, sink& out) {
   // Encoded payloads (uuencode, yEnc, BinHex, base64 runs, PGP armour) are cut out of text and
   // handled like attachments: a text body must not carry a decodable file past the relay.
-  blob_split split = cut_encoded_blobs(text);
+  // Both steps work in place: a body without blobs and URLs (most of them) is not copied.
+  std::vector<text_blob> blobs = cut_encoded_blobs_in_place(text);
   text_link_counts links;
-  std::string shown = apply_link_policy_to_text(split.text, pol_, links);
+  apply_link_policy_in_place(text, pol_, links);
   summary_.links_defanged += links.defanged;
   summary_.links_removed += links.removed;
-  const bool ja = pol_.notice_language == config::language::ja;
-  for (std::size_t i = 0; i < split.blobs.size(); ++i) {
-    auto& blob = split.blobs[i];
-    part_report pr;
-    pr.path = path + "#" + std::to_string(++blob_count_);
-    pr.declared_type = "text/x-" + blob.kind;
-    pr.filename = blob.filename;
-    std::string marker = "[[mukai-blob:" + std::to_string(i) + "]]";
-    std::string replacement = ja ? "[本文中の符号化データ (" + blob.kind + ") を削除しました: " + display_safe(blob.filename, 80) + "]"
-                                 : "[encoded data (" + blob.kind + ") removed: " + display_safe(blob.filename, 80) + "]";
-    if (auto at = shown.find(marker); at != std::string::npos) shown.replace(at, marker.size(), replacement);
-    remove_part(std::move(pr), std::move(blob.decoded), {}, "encoded-block");
+  if (!blobs.empty()) {
+    // One pass over the text: the placeholders stand in index order (links never span lines, and
+    // a literal placeholder was neutralised), so each is looked for after the previous one. Why
+    // not search from the start for each: that is quadratic in the number of blobs, and it would
+    // find a placeholder spelled inside an earlier blob's file name instead of the real one.
+    const bool ja = pol_.notice_language == config::language::ja;
+    std::string shown;
+    shown.reserve(text.size() + blobs.size() * 64);
+    std::size_t copied = 0;
+    for (std::size_t i = 0; i < blobs.size(); ++i) {
+      auto& blob = blobs[i];
+      part_report pr;
+      pr.path = path + "#" + std::to_string(++blob_count_);
+      pr.declared_type = "text/x-" + blob.kind;
+      pr.filename = blob.filename;
+      std::string marker = "[[mukai-blob:" + std::to_string(i) + "]]";
+      std::string replacement =
+          ja ? "[本文中の符号化データ (" + blob.kind +
+                   ") を削除しました: " + display_safe(blob.filename, 80) + "]"
+             : "[encoded data (" + blob.kind + ") removed: " + display_safe(blob.filename, 80) + "]";
+      if (auto at = text.find(marker, copied); at != std::string::npos) {
+        shown.append(text, copied, at - copied);
+        shown += replacement;
+        copied = at + marker.size();
+      }
+      remove_part(std::move(pr), std::move(blob.decoded), {}, "encoded-block");
+    }
+    shown.append(text, copied);
+    text = std::move(shown);
   }
-  std::string block;
-  if (!label.empty()) block += std::string(label) + "\n";
-  block += shown;
-  append_output_checked(out, block);
+  if (label.empty()) {
+    append_output_checked(out, std::move(text));
+    return;
+  }
+  std::string block = std::string(label) + "\n";
+  block += text;
+  append_output_checked(out, std::move(block));
 }
 
-void message_sanitizer::append_output_checked(sink& out, std::string_view text) {
-  std::string_view trimmed = text;
-  while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == ' ')) trimmed.remove_suffix(1);
-  if (trimmed.empty()) return;
-  if (out.has_content()) out.text += "\n----------------------------------------\n\n";
-  out.text.append(trimmed);
+void message_sanitizer::append_output_checked(sink& out, std::string text) {
+  std::size_t keep = text.size();
+  while (keep > 0 && (text[keep - 1] == '\n' || text[keep - 1] == ' ')) --keep;
+  if (keep == 0) return;
+  text.resize(keep);
+  if (out.has_content()) {
+    out.text += "\n----------------------------------------\n\n";
+    out.text += text;
+  } else {
+    out.text = std::move(text);  // the first (often the only) text of the scope: no copy
+  }
   out.text += '\n';
   if (out.text.size() > pol_.limit.max_decoded_output) hold("limit:output-size");
 }
@@ -638,6 +620,9 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
     pr.detected_type = detected;
     pr.size = bytes.size();
     pr.sha256 = sha256_hex(bytes);
+    // Neither copy is needed any more: freed before the text passes (peak memory on large bodies).
+    std::string().swap(dec.utf8);
+    std::string().swap(bytes);
     pr.action = part_action::kept_as_text;
     pr.reason = info.is_attachment ? "text-attachment-inline" : "text";
     rep_.parts.push_back(std::move(pr));
@@ -861,7 +846,7 @@ result message_sanitizer::run() {
     quarantine_.clear();
   }
 
-  std::string text = body.text;
+  std::string text = std::move(body.text);
   if (text.empty())
     text = pol_.notice_language == config::language::ja ? "（本文はありません）\n" : "(no text body)\n";
   if (changed) text = render_sanitized_notice(pol_, rep_, summary_) + text;

@@ -1,10 +1,15 @@
 // Output serialisation through GMime with fresh objects only: GMime encodes the headers per
 // RFC 2047 and folds them; the body is 7bit (ASCII), quoted-printable or base64 (UTF-8), or
 // 7-bit ISO-2022-JP.
+// Copies: the body text reaches GMime's encoder in place (a non-owning stream over spec.body or
+// the ISO-2022-JP bytes) and the encoder writes into a buffer sized up front, so a large body is
+// copied once into the output (plus GMime's encoding), not three times.
 #include "sanitizers/output_message.hpp"
 
 #include <algorithm>
+#include <cstring>
 
+#include "sanitizers/byte_scan.hpp"
 #include "sanitizers/charset.hpp"
 #include "sanitizers/gobject_ptr.hpp"
 
@@ -35,10 +40,13 @@ void copy_addresses(GMimeMessage* msg, GMimeAddressType type, InternetAddressLis
   internet_address_list_append(g_mime_message_get_addresses(msg, type), from);
 }
 
-std::string serialise(GMimeMessage* msg) {
+// `expected_size`: a guess at the output length, so the buffer does not grow by doubling (each
+// step a copy of everything written so far).
+std::string serialise(GMimeMessage* msg, std::size_t expected_size) {
   format_options_ptr fmt(g_mime_format_options_new());
   g_mime_format_options_set_newline_format(fmt.get(), GMIME_NEWLINE_FORMAT_DOS);
-  auto mem = adopt(g_mime_stream_mem_new());
+  auto mem =
+      adopt(g_mime_stream_mem_new_with_byte_array(g_byte_array_sized_new(static_cast<guint>(expected_size))));
   if (g_mime_object_write_to_stream(GMIME_OBJECT(msg), fmt.get(), mem.get()) < 0) return {};
   GByteArray* arr = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem.get()));
   return arr ? std::string(reinterpret_cast<const char*>(arr->data), arr->len) : std::string();
@@ -47,6 +55,11 @@ std::string serialise(GMimeMessage* msg) {
 }  // namespace
 
 bool meets_output_invariant(std::string_view m) {
+  // Every byte lies in a line or is a line's CRLF, so one search for NUL over the whole message
+  // and one for CR inside each line (LF cannot be inside: lines are cut at the first LF) check
+  // each byte without a per-byte loop; only header lines are walked byte by byte (8-bit test).
+  if (m.empty()) return false;
+  if (std::memchr(m.data(), '\0', m.size())) return false;
   bool in_headers = true;
   std::size_t pos = 0;
   while (pos < m.size()) {
@@ -54,10 +67,10 @@ bool meets_output_invariant(std::string_view m) {
     if (lf == std::string_view::npos || lf == pos || m[lf - 1] != '\r') return false;
     std::string_view line = m.substr(pos, lf - 1 - pos);
     if (line.size() > 998) return false;
-    for (char c : line) {
-      unsigned char u = static_cast<unsigned char>(c);
-      if (u == 0 || u == '\r' || u == '\n') return false;
-      if (in_headers && u >= 0x80) return false;
+    if (!line.empty() && std::memchr(line.data(), '\r', line.size())) return false;
+    if (in_headers) {
+      for (char c : line)
+        if (static_cast<unsigned char>(c) >= 0x80) return false;
     }
     if (line.empty()) in_headers = false;
     pos = lf + 1;
@@ -68,7 +81,8 @@ bool meets_output_invariant(std::string_view m) {
 std::string build_output_message(const output_spec& spec, const config::policy& pol) {
   ensure_gmime_initialized();
   const bool ja = pol.notice_language == config::language::ja;
-  std::string body_bytes;
+  std::string body_bytes;                  // the ISO-2022-JP encoding, when that is used
+  std::string_view body_view = spec.body;  // what GMime encodes
   const char* body_charset = "UTF-8";
   GMimeContentEncoding encoding = GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
   if (pol.encoding == config::body_encoding::base64) {
@@ -77,11 +91,17 @@ std::string build_output_message(const output_spec& spec, const config::policy& 
     // ASCII text with lines the SMTP limit allows goes as 7bit: readable as it is, nothing to
     // decode, and it crosses any next hop. Otherwise quoted-printable, or base64 for text that
     // is mostly non-ASCII (Japanese: QP would triple it).
-    std::size_t high = 0, line = 0, longest = 0;
-    for (char c : spec.body) {
-      high += static_cast<unsigned char>(c) >= 0x80;
-      line = c == '\n' ? 0 : line + 1;
-      longest = std::max(longest, line);
+    const std::string& b = spec.body;
+    std::size_t high = 0, longest = 0;
+    std::size_t i = 0;
+    for (; i + 8 <= b.size(); i += 8)
+      high += static_cast<std::size_t>(byte_scan::count_8bit(byte_scan::load8(b.data() + i)));
+    for (; i < b.size(); ++i) high += static_cast<unsigned char>(b[i]) >> 7;
+    for (std::size_t pos = 0;;) {  // longest run of bytes between two LFs
+      const std::size_t lf = b.find('\n', pos);
+      longest = std::max(longest, (lf == std::string::npos ? b.size() : lf) - pos);
+      if (lf == std::string::npos) break;
+      pos = lf + 1;
     }
     if (high == 0 && longest <= 900) encoding = GMIME_CONTENT_ENCODING_7BIT;
     else if (high * 3 > spec.body.size()) encoding = GMIME_CONTENT_ENCODING_BASE64;
@@ -102,12 +122,25 @@ std::string build_output_message(const output_spec& spec, const config::policy& 
     }
     if (jis) {
       body_bytes = std::move(*jis);
+      body_view = body_bytes;
       body_charset = "ISO-2022-JP";
       encoding = GMIME_CONTENT_ENCODING_7BIT;
       header_charset = "iso-2022-jp";
     }
   }
-  if (body_bytes.empty()) body_bytes = spec.body;
+
+  // GMime reads the body in place through a non-owning byte array (the encoder only reads it);
+  // the array header is released after every GMime object (declared first, destroyed last),
+  // never the bytes. A GByteArray length is a guint: a body the limits would never let through
+  // fails closed rather than being cut.
+  if (body_view.size() > G_MAXUINT / 2) return {};
+  GByteArray* view = g_byte_array_new();
+  view->data = reinterpret_cast<guint8*>(const_cast<char*>(body_view.data()));
+  view->len = static_cast<guint>(body_view.size());
+  struct view_release {
+    GByteArray* v;
+    ~view_release() { g_byte_array_free(v, FALSE); }
+  } release{view};
 
   auto msg = adopt(g_mime_message_new(FALSE));
   GMimeObject* mo = GMIME_OBJECT(msg.get());
@@ -149,13 +182,16 @@ std::string build_output_message(const output_spec& spec, const config::policy& 
 
   auto part = adopt(g_mime_part_new_with_type("text", "plain"));
   g_mime_object_set_content_type_parameter(GMIME_OBJECT(part.get()), "charset", body_charset);
-  auto stream = adopt(g_mime_stream_mem_new_with_buffer(body_bytes.data(), body_bytes.size()));
+  auto stream = adopt(g_mime_stream_mem_new_with_byte_array(view));
+  g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream.get()), FALSE);
   auto wrapper = adopt(g_mime_data_wrapper_new_with_stream(stream.get(), GMIME_CONTENT_ENCODING_DEFAULT));
   g_mime_part_set_content(part.get(), wrapper.get());
   g_mime_part_set_content_encoding(part.get(), encoding);
   g_mime_message_set_mime_part(msg.get(), GMIME_OBJECT(part.get()));
 
-  std::string out = serialise(msg.get());
+  // Base64 grows the body by 4/3 plus CRLFs, quoted-printable by up to 3x; the headers fit in 8 KiB
+  // unless an address list is huge (the buffer then grows as before).
+  std::string out = serialise(msg.get(), body_view.size() + body_view.size() / 2 + 8192);
   if (!meets_output_invariant(out)) return {};
   return out;
 }

@@ -56,4 +56,8 @@ struct blob_split {
 //            not they decode (ragged or damaged on purpose) -> the raw lines as `decoded`.
 [[nodiscard]] blob_split cut_encoded_blobs(std::string_view utf8_text);
 
+// The same, with `utf8_text` replaced by blob_split::text in place. Why: nearly every text body has
+// no blob and no literal placeholder, and is then left as it is instead of being copied.
+[[nodiscard]] std::vector<text_blob> cut_encoded_blobs_in_place(std::string& utf8_text);
+
 }  // namespace mukai::sanitize

@@ -19,4 +19,8 @@ struct text_link_counts {
 // Already defanged text ("hxxps://a[.]b") is left as it is, so the function is idempotent.
 std::string apply_link_policy_to_text(std::string_view text, const config::policy& pol, text_link_counts& counts);
 
+// The same in place. Why: most text bodies have no URL and are then left as they are instead of
+// being copied.
+void apply_link_policy_in_place(std::string& text, const config::policy& pol, text_link_counts& counts);
+
 }  // namespace mukai::sanitize

@@ -12,6 +12,8 @@
 #include <iterator>
 #include <string>
 
+#include "sanitizers/charset_utf8.hpp"
+
 using namespace mukai::sanitize;
 using namespace std::string_literals;
 using namespace std::string_view_literals;
@@ -549,6 +551,83 @@ TEST_CASE("is_valid_utf8") {
   const decoded_text d = decode_to_utf8("日本語のテキスト a\xe3\x81z\xf0\x9f\x98", "utf-8");
   CHECK(d.utf8 == "日本語のテキスト a\xEF\xBF\xBDz\xEF\xBF\xBD");
   CHECK(d.replacements == 2);
+}
+
+TEST_CASE("is_valid_utf8 and UTF-8 repair agree with a step-by-step walk, at every word offset") {
+  // The reference: next_utf8 at each position (what both did before they skipped ASCII by words).
+  const auto reference_valid = [](std::string_view t) {
+    for (std::size_t i = 0; i < t.size();) {
+      const auto st = detail::next_utf8(t, i);
+      if (!st.valid) return false;
+      i += st.length;
+    }
+    return true;
+  };
+  const auto reference_repair = [](std::string_view t, std::size_t& replaced) {
+    std::string out;
+    replaced = 0;
+    for (std::size_t i = 0; i < t.size();) {
+      const auto st = detail::next_utf8(t, i);
+      if (st.valid) {
+        out.append(t.substr(i, st.length));
+      } else {
+        out += "\xEF\xBF\xBD";
+        ++replaced;
+      }
+      i += st.length;
+    }
+    return out;
+  };
+  const std::string_view pieces[] = {"a",
+                                     "plain ascii text",
+                                     "\xc3\xa9",
+                                     "\xe6\x97\xa5",
+                                     "\xf0\x9f\x98\x80",
+                                     "\xc0\x80",
+                                     "\xe0\x80\xaf",
+                                     "\xe0\xa0\x80",
+                                     "\xed\xa0\x80",
+                                     "\xed\x9f\xbf",
+                                     "\xf4\x90\x80\x80",
+                                     "\xf4\x8f\xbf\xbf",
+                                     "\xf0\x8f\xbf\xbf",
+                                     "\xe3\x81",
+                                     "\xf0\x9f\x98",
+                                     "\x80",
+                                     "\xbf",
+                                     "\xff",
+                                     "\xc2",
+                                     "\xf5\x80\x80\x80"};
+  std::uint64_t x = 0x243F6A8885A308D3ULL;
+  for (int round = 0; round < 20000; ++round) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::string t(round % 11, 'x');
+    for (std::uint64_t y = x, k = x % 9; k > 0; --k, y /= std::size(pieces))
+      t += pieces[y % std::size(pieces)];
+    CAPTURE(t);
+    REQUIRE(is_valid_utf8(t) == reference_valid(t));
+    std::size_t expected_replaced = 0;
+    const std::string expected = reference_repair(t, expected_replaced);
+    std::string repaired;
+    REQUIRE(detail::append_utf8_repaired(repaired, t) == expected_replaced);
+    REQUIRE(repaired == expected);
+  }
+}
+
+TEST_CASE("ISO-2022-JP: long kanji and ASCII stretches decode whole (buffer boundaries)") {
+  const std::string text = read_sample("gmime__japanese.utf-8.txt");
+  std::string long_line;  // no line break for thousands of characters: one long JIS X 0208 stretch
+  for (char c : text)
+    if (c != '\n' && c != '\r') long_line += c;
+  std::string utf8;
+  for (int i = 0; i < 20; ++i) utf8 += long_line + "\n" + std::string(3000 + i, 'a') + "\n";
+  const auto jis = encode_from_utf8(utf8, "iso-2022-jp");
+  REQUIRE(jis.has_value());
+  const decoded_text d = decode_to_utf8(*jis, "iso-2022-jp");
+  CHECK(d.replacements == 0);
+  CHECK(d.utf8 == utf8);
 }
 
 TEST_CASE("random bytes never break the contract") {

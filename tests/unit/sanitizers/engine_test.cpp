@@ -1099,6 +1099,29 @@ TEST_CASE("encoded blocks in a text body are cut out, quarantined, and the rest 
   }
 }
 
+// A file name is shown in the notice that replaces its block. A name spelling a later block's
+// placeholder must not take that block's notice (each placeholder is looked for after the previous
+// one, in the text itself): the notices stay where the blocks were.
+TEST_CASE("encoded blocks: a file name that spells a placeholder does not move the notices") {
+  const std::string first = pseudo_random_bytes(300, 21);
+  const std::string second = pseudo_random_bytes(300, 22);
+  const std::string body = "start\n" + uuencode("[[mukai-blob:1]]", first) + "between\n" +
+                           uuencode("second.bin", second) + "end\n";
+  RUN(o, simple_message("", body, "text/plain; charset=us-ascii"), {}, {first, second});
+  REQUIRE(o.part("1#1") != nullptr);
+  REQUIRE(o.part("1#2") != nullptr);
+  CHECK(o.part("1#1")->filename == "[[mukai-blob:1]]");
+  const auto named_placeholder = o.text.find("[[mukai-blob:1]]");
+  const auto between = o.text.find("between");
+  const auto second_name = o.text.find("second.bin");
+  REQUIRE(named_placeholder != std::string::npos);
+  REQUIRE(between != std::string::npos);
+  REQUIRE(second_name != std::string::npos);
+  CHECK(named_placeholder < between);
+  CHECK(between < second_name);
+  CHECK(o.text.find("[[mukai-blob:1]]", named_placeholder + 1) == std::string::npos);
+}
+
 // Real yEnc is 8-bit: every byte value is written raw except NUL, LF, CR and '=' (and TAB/space/'.'
 // at a line start). Issue 2: "uuencode/yEnc/BinHex blocks inside text bodies are cut out and
 // treated as attachments": the text around it stays, the quarantine holds the decoded file.

@@ -379,6 +379,80 @@ TEST_CASE("line endings: LF, CRLF and lone CR") {
   CHECK(cut_encoded_blobs(cr).text == "x\r[[mukai-blob:0]]\ry\r");
 }
 
+TEST_CASE("loose runs: the look-ahead skips no run") {
+  // Loose lines: 41 characters (never a strict run: not a multiple of 4), many symbols, no decode.
+  const auto loose = [](int k) {
+    std::string l = "QmFzZTY0IGxvb3NlIGxpbmUgbnVtYmVy" + std::to_string(1000 + k);
+    l += std::string(41 - l.size(), 'Z');
+    return l + "\n";
+  };
+  const std::string fill = "1XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\n";  // long, few symbols
+  SUBCASE("a run right after long lines that are not data") {
+    const std::string text = fill + fill + loose(1) + loose(2) + loose(3) + loose(4) + "end\n";
+    const auto split = cut_encoded_blobs(text);
+    REQUIRE(split.blobs.size() == 1);
+    CHECK(split.blobs[0].begin == 2 * fill.size());
+    CHECK(split.text == fill + fill + "[[mukai-blob:0]]\nend\n");
+  }
+  SUBCASE("three lines, a break, then four: only the four are cut") {
+    const std::string text =
+        loose(1) + loose(2) + loose(3) + fill + loose(4) + loose(5) + loose(6) + loose(7);
+    const auto split = cut_encoded_blobs(text);
+    REQUIRE(split.blobs.size() == 1);
+    CHECK(split.blobs[0].begin == 3 * loose(1).size() + fill.size());
+    CHECK(split.text == loose(1) + loose(2) + loose(3) + fill + "[[mukai-blob:0]]\n");
+  }
+  SUBCASE("a run that ends the text, without a final line end") {
+    std::string text = fill + loose(1) + loose(2) + loose(3) + loose(4);
+    text.pop_back();
+    const auto split = cut_encoded_blobs(text);
+    REQUIRE(split.blobs.size() == 1);
+    CHECK(split.text == fill + "[[mukai-blob:0]]");
+  }
+  SUBCASE("fewer lines left than a run needs") {
+    const std::string text = fill + loose(1) + loose(2) + loose(3);
+    CHECK(cut_encoded_blobs(text).blobs.empty());
+  }
+}
+
+TEST_CASE("lone CR line ends longer than the line search window") {
+  std::string cr_text = std::string(1500, 'a') + "\r";
+  for (const char c : base64(pseudo_random(900))) cr_text += c == '\n' ? '\r' : c;
+  cr_text += std::string(700, 'b') + "\r\r" + std::string(3000, 'c');
+  std::string lf_text = cr_text;
+  for (char& c : lf_text)
+    if (c == '\r') c = '\n';
+  const auto cr = cut_encoded_blobs(cr_text);
+  const auto lf = cut_encoded_blobs(lf_text);
+  REQUIRE(cr.blobs.size() == 1);
+  REQUIRE(lf.blobs.size() == 1);
+  CHECK(cr.blobs[0].begin == lf.blobs[0].begin);
+  CHECK(cr.blobs[0].end == lf.blobs[0].end);
+  std::string cr_decoded = cr.blobs[0].decoded;  // raw lines when only the loose rule matched
+  for (char& c : cr_decoded)
+    if (c == '\r') c = '\n';
+  CHECK(cr_decoded == lf.blobs[0].decoded);
+}
+
+TEST_CASE("in place: the same text and blobs as the copying form") {
+  const std::string payload = pseudo_random(600, 9);
+  for (const std::string& text :
+       {prose, japanese, std::string(), std::string("literal [[mukai-blob:0]] only\n"),
+        "a\n" + uuencode(payload, "u.bin") + "b\n" + base64(payload) + "c [[mukai-blob:\n"}) {
+    const auto split = cut_encoded_blobs(text);
+    std::string in_place = text;
+    const auto blobs = cut_encoded_blobs_in_place(in_place);
+    CHECK(in_place == split.text);
+    REQUIRE(blobs.size() == split.blobs.size());
+    for (std::size_t i = 0; i < blobs.size(); ++i) {
+      CHECK(blobs[i].begin == split.blobs[i].begin);
+      CHECK(blobs[i].end == split.blobs[i].end);
+      CHECK(blobs[i].kind == split.blobs[i].kind);
+      CHECK(blobs[i].decoded == split.blobs[i].decoded);
+    }
+  }
+}
+
 TEST_CASE("large and hostile input stays linear") {
   SUBCASE("1 MB of base64 lines") {
     const std::string payload = pseudo_random(780 * 1024);
