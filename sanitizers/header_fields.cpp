@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "sanitizers/ascii.hpp"
+#include "sanitizers/display_safe.hpp"
 #include "sanitizers/rfc2047.hpp"
 
 namespace mukai::sanitize {
@@ -41,16 +42,37 @@ bool safe_address(std::string_view addr) {
   return std::all_of(addr.begin(), addr.end(), [](char c) { return c > 0x20 && c < 0x7F; });
 }
 
-std::string clean_name(std::string_view name) {
+// Decoded header text as it may reach a reader's screen in the output headers: C0, DEL and C1
+// controls become spaces; the bidi controls that reorder text (U+202A-E, U+2066-9) are dropped,
+// so a Subject or a display name cannot make "invoice<U+202E>fdp.exe" look like "invoiceexe.pdf";
+// at most `max` bytes, cut at a character boundary (re-encoded in words, so any length folds:
+// the bound is against abuse).
+std::string clean_header_text(std::string_view text, std::size_t max) {
   std::string out;
-  for (char c : name) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7F) out += ' ';
-    else out += c;
+  out.reserve(std::min(text.size(), max));
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto u = static_cast<unsigned char>(text[i]);
+    if (u < 0x20 || u == 0x7F) {
+      out += ' ';
+    } else if (u == 0xC2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(text[i + 1]) <= 0x9F) {
+      out += ' ';
+      ++i;
+    } else if (const std::size_t n = bidi_reordering_control_at(text, i)) {
+      i += n - 1;
+    } else {
+      out += text[i];
+    }
   }
-  if (out.size() > 300) out.resize(300);  // re-encoded in words, so any length folds; bound it anyway
+  if (out.size() > max) {
+    std::size_t cut = max;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+    out.resize(cut);
+  }
   return out;
 }
+
+std::string clean_name(std::string_view name) { return clean_header_text(name, 300); }
 
 // Keeps mailboxes with an address we can write back 7-bit; drops the rest with a warning.
 void filter_addresses(InternetAddressList* list, std::vector<std::string>& warnings, std::string_view field, int depth) {
@@ -128,8 +150,7 @@ header_fields read_header_fields(GMimeMessage* message, GMimeParserOptions* opti
   f.reply_to = read_addresses(obj, "Reply-To", options, hint, f.warnings, nullptr);
   int count = 0;
   if (const char* raw = raw_header(obj, "Subject", &count)) {
-    f.subject = decode_header_text(raw, hint);
-    std::replace(f.subject.begin(), f.subject.end(), '\n', ' ');
+    f.subject = clean_header_text(decode_header_text(raw, hint), 4000);
     f.subject = trim(f.subject);
     if (count > 1) f.warnings.push_back("duplicate-header:subject");
   }

@@ -562,6 +562,19 @@ TEST_CASE("subject: UTF-8 split inside a character across two words is joined be
   CHECK(o.out.subject == "日本語");
 }
 
+TEST_CASE("headers: bidi reordering and C1 controls never reach the output's Subject or display names") {
+  // "invoice" RLO "fdp.exe" would show as "invoiceexe.pdf"; U+0085 (NEL) is a C1 control.
+  std::string m =
+      "From: =?UTF-8?B?" "5pyq57SN4oCuZmRwLmV4ZQ==" "?= <a@example.jp>\n"  // 未納 U+202E fdp.exe
+      "To: user@city.example.lg.jp\n"
+      "Subject: =?UTF-8?B?" "aW52b2ljZeKArmZkcC5leGXigacgwoVuZXh0" "?=\n"  // invoice U+202E fdp.exe U+2067 U+0085 next
+      "Date: Sun, 22 Nov 2026 10:00:00 +0900\nMIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\n\nbody\n";
+  RUN(o, crlf(m));
+  CHECK(o.out.subject == "invoicefdp.exe next");
+  CHECK(o.out.from_name == "未納fdp.exe");
+  CHECK(o.res.output.find("\xE2\x80\xAE") == std::string::npos);
+}
+
 TEST_CASE("from: display name split over padded ISO-2022-JP words") {
   std::string m =
       "From: =?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= =?ISO-2022-JP?B?GyRCQkBPOhsoQg==?=\n"
