@@ -140,7 +140,6 @@ int main(int argc, char** argv) {
 
   smtp_sink_options so;
   so.dir = dir / "sink";
-  so.extra_args = {};
   smtp_sink sink(so);
 
   mukai_options mo;

@@ -27,7 +27,7 @@ namespace mukai::server {
 using log_level = smtp_log_level;
 
 [[nodiscard]] std::string_view to_string(log_level l) noexcept;
-// "debug" | "info" | "warning" | "error"; nullopt-like false for anything else.
+// "debug" | "info" | "warning" | "error" into `out`; false (and `out` unchanged) for anything else.
 [[nodiscard]] bool parse_log_level(std::string_view text, log_level& out) noexcept;
 
 // See above. Valid UTF-8 other than C0/C1 controls passes unchanged.

@@ -148,10 +148,10 @@ struct relay::impl {
   std::set<std::string, std::less<>> delivery_known;  // queued or being delivered
   std::size_t delivery_in_flight = 0;
   std::multimap<steady_clock::time_point, std::pair<std::string, stage>> retries;
-  // Deferred messages this process deferred, by next attempt: the scheduler's per-tick work is
-  // the due entries only. deferred/ itself is scanned (every delivery state read) only at start,
-  // on flush() and every rescan_interval, so a large deferred queue costs little per second.
-  std::multimap<system_clock::time_point, std::string> deferred_schedule;
+  // Deferred messages by ID -> next attempt: filled from deferred/ (every delivery state read) at
+  // start, on flush() and every rescan_interval, and by each defer in between, so the scheduler's
+  // tick never reads the disk for a large deferred queue.
+  std::map<std::string, system_clock::time_point, std::less<>> deferred_schedule;
   bool stopping = false;
   bool stopped = false;
   bool flush_requested = false;
@@ -171,6 +171,13 @@ struct relay::impl {
         recipients_delivered{0}, recipients_deferred{0}, recipients_failed{0}, messages_finished{0},
         dsns_queued{0}, corrupt{0};
   } n;
+
+  // The sanitizer workers for a configuration; their failures are logged as errors.
+  std::shared_ptr<sanitizer_pool> make_pool(const config::mukai_config& c) {
+    auto wo = worker_options_from_config(c, options.worker_binary, options.config_file);
+    wo.log = [this](const std::string& line) { log.write(log_level::error, line); };
+    return std::make_shared<sanitizer_pool>(std::move(wo));
+  }
 
   // ---- logging -------------------------------------------------------------------------------
 
@@ -426,29 +433,21 @@ struct relay::impl {
         enqueue_delivery(dsn_id);
       }
     }
-    if (sum.finished && !dsn_spooled) {
-      // Settled in one go: no need to record the results before removing the message.
-      if (auto ec = spool_.finish(job->id, state)) {
-        error(job->id + ": cannot remove the delivered message: " + ec.message() + "; retrying later");
+    // Results are recorded before acting on them (a recipient recorded delivered is never sent
+    // again), except when this attempt settled every recipient and spooled no DSN: then removing
+    // the message is the record, and finish() decides from the state in hand.
+    if (!sum.finished || dsn_spooled) {
+      if (auto ec = spool_.save_delivery_state(job->id, state)) {
+        error(job->id + ": cannot record delivery results: " + ec.message() + "; retrying later");
         schedule_retry(job->id, stage::deliver);
         co_return;
       }
-      n.recipients_delivered += sum.delivered;
-      n.recipients_failed += sum.failed;
-      n.messages_finished++;
-      info(job->id + ": removed");
-      co_return;
-    }
-    if (auto ec = spool_.save_delivery_state(job->id, state)) {
-      error(job->id + ": cannot record delivery results: " + ec.message() + "; retrying later");
-      schedule_retry(job->id, stage::deliver);
-      co_return;
     }
     n.recipients_delivered += sum.delivered;
     n.recipients_failed += sum.failed;
     n.recipients_deferred += sum.deferred;
     if (sum.finished) {
-      if (auto ec = spool_.finish(job->id)) {
+      if (auto ec = spool_.finish(job->id, state)) {
         error(job->id + ": cannot remove the delivered message: " + ec.message() + "; retrying later");
         schedule_retry(job->id, stage::deliver);
         co_return;
@@ -463,7 +462,7 @@ struct relay::impl {
       }
       {
         const std::lock_guard lock(mutex);
-        deferred_schedule.emplace(sum.next_attempt, job->id);
+        deferred_schedule[job->id] = sum.next_attempt;
       }
       const auto wait = std::chrono::duration_cast<std::chrono::seconds>(sum.next_attempt - now).count();
       info(job->id + ": deferred, " + std::to_string(sum.deferred) + " recipient(s) pending, next attempt in " +
@@ -490,11 +489,7 @@ struct relay::impl {
           due.push_back(std::move(retries.begin()->second));
           retries.erase(retries.begin());
         }
-        const auto wall = system_clock::now();
-        while (!deferred_schedule.empty() && deferred_schedule.begin()->first <= wall) {
-          due_deferred_ids.push_back(std::move(deferred_schedule.begin()->second));
-          deferred_schedule.erase(deferred_schedule.begin());
-        }
+        due_deferred_ids = take_due_deferred_locked(system_clock::now());
       }
       try {
         for (auto& [id, s] : due) {
@@ -505,7 +500,13 @@ struct relay::impl {
         }
         for (auto& id : due_deferred_ids) requeue(id);
         if (flush_now || steady_clock::now() >= next_rescan) {
-          requeue_due_deferred(flush_now);
+          load_deferred_schedule(flush_now);
+          std::vector<std::string> now_due;
+          {
+            const std::lock_guard lock(mutex);
+            now_due = take_due_deferred_locked(system_clock::now());
+          }
+          for (auto& id : now_due) requeue(id);
           rescan();
           next_rescan = steady_clock::now() + options.rescan_interval;
         }
@@ -515,14 +516,29 @@ struct relay::impl {
     }
   }
 
-  void requeue_due_deferred(bool all) {
-    const auto when = all ? system_clock::time_point::max() : system_clock::now();
-    auto ids = spool_.due_deferred(when);
-    if (!ids) {
-      error("scheduler: cannot list deferred/: " + ids.error().message());
+  // deferred/ is the truth: its next attempts replace what the schedule holds for those IDs
+  // (`all_due`: flush, every message is due now).
+  void load_deferred_schedule(bool all_due) {
+    auto entries = spool_.deferred_schedule();
+    if (!entries) {
+      error("scheduler: cannot list deferred/: " + entries.error().message());
       return;
     }
-    for (auto& id : *ids) requeue(id);
+    const std::lock_guard lock(mutex);
+    for (auto& [next, id] : *entries) deferred_schedule[std::move(id)] = all_due ? system_clock::time_point{} : next;
+  }
+
+  std::vector<std::string> take_due_deferred_locked(system_clock::time_point now) {
+    std::vector<std::string> due;
+    for (auto it = deferred_schedule.begin(); it != deferred_schedule.end();) {
+      if (it->second <= now) {
+        due.push_back(it->first);
+        it = deferred_schedule.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return due;
   }
 
   // deferred/ID -> outbound/ID and into the delivery queue (unless it is being delivered already:
@@ -577,9 +593,7 @@ relay::relay(const config::mukai_config& config, relay_options options, logger& 
     throw std::system_error(ec, "quarantine directory " + config.quarantine.dir.string());
   if (auto ec = m.store.purge_staging()) m.warn("quarantine: cannot purge tmp/: " + ec.message());
 
-  auto wo = worker_options_from_config(config, m.options.worker_binary, m.options.config_file);
-  wo.log = [&log](const std::string& line) { log.write(log_level::error, line); };
-  m.pool = std::make_shared<sanitizer_pool>(std::move(wo));
+  m.pool = m.make_pool(config);
 
   smtp_server_options so;
   so.on_message_spooled = [&m](std::string id) { m.enqueue_sanitize(std::move(id)); };
@@ -604,7 +618,7 @@ void relay::start() {
   const std::size_t sanitizers = 4 * std::max<std::size_t>(1, m.cfg->worker.count);
   for (std::size_t i = 0; i < sanitizers; ++i) m.sanitize_threads.emplace_back([&m] { m.sanitize_loop(); });
   m.rescan();
-  m.requeue_due_deferred(false);
+  m.load_deferred_schedule(false);
   m.scheduler = std::thread([&m] { m.scheduler_loop(); });
   m.server->start();
   std::string where;
@@ -623,9 +637,7 @@ void relay::reload(const config::mukai_config& config) {
   auto& m = *impl_;
   auto setup = make_delivery_setup(config, m.options.client_options);  // throws on a bad hop list
   m.server->reload(config);                                            // throws and keeps the old one
-  auto wo = worker_options_from_config(config, m.options.worker_binary, m.options.config_file);
-  wo.log = [&log = m.log](const std::string& line) { log.write(log_level::error, line); };
-  auto new_pool = std::make_shared<sanitizer_pool>(std::move(wo));
+  auto new_pool = m.make_pool(config);
   std::shared_ptr<const config::mukai_config> old;
   {
     const std::lock_guard lock(m.mutex);

@@ -15,12 +15,11 @@
 //    `mukai worker` processes (the spool I/O of some overlaps the worker time of others). The relay
 //    process itself never parses MIME.
 //  - Scheduler: one thread that wakes every scan_interval: moves the deferred messages whose time
-//    has come back to outbound/ (from an in-memory schedule of what this process deferred), re-runs
-//    steps that failed on a local error (disk full, quarantine unwritable) after retry_interval,
-//    and at start, on flush() and every rescan_interval scans the directories as the truth:
-//    incoming/ and outbound/ for messages the in-memory queues do not know, deferred/ (reading
-//    every delivery state) for due messages. A message deferred before a restart is therefore
-//    retried at most rescan_interval after its time.
+//    has come back to outbound/ (from an in-memory schedule), re-runs steps that failed on a local
+//    error (disk full, quarantine unwritable) after retry_interval, and at start, on flush() and
+//    every rescan_interval scans the directories as the truth: incoming/ and outbound/ for
+//    messages the in-memory queues do not know, deferred/ (every delivery state read) to rebuild
+//    the schedule, so messages deferred before a restart are retried on time.
 //
 // Never losing a message: every stage reads its input from the spool and removes it only after its
 // output is durable (spool.hpp's transitions). start() first runs spool::recover(), so whatever a

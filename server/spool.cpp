@@ -1234,23 +1234,32 @@ std::error_code spool::defer(std::string_view id, clock_type::time_point next_at
                                 dir(spool_state::deferred) / std::string(id));
 }
 
-boost::system::result<std::vector<std::string>, std::error_code> spool::due_deferred(
-    clock_type::time_point now) const {
+boost::system::result<std::vector<spool::deferred_entry>, std::error_code> spool::deferred_schedule() const {
   auto ids = list(spool_state::deferred);
   if (!ids) return ids.error();
-  std::vector<std::pair<clock_type::time_point, std::string>> due;
+  std::vector<deferred_entry> out;
+  out.reserve(ids->size());
   for (auto& id : *ids) {
     clock_type::time_point next{};  // unreadable state: due now, the delivery attempt reports it
     auto bytes = read_whole_file(dirs_[delivery_dir] / id, max_delivery_state_size, spool_errc::corrupt);
     if (bytes) {
       if (auto st = parse_delivery_state(*bytes)) next = st->next_attempt;
     }
-    if (next <= now) due.emplace_back(next, std::move(id));
+    out.emplace_back(next, std::move(id));
   }
-  std::sort(due.begin(), due.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+boost::system::result<std::vector<std::string>, std::error_code> spool::due_deferred(
+    clock_type::time_point now) const {
+  auto all = deferred_schedule();
+  if (!all) return all.error();
   std::vector<std::string> out;
-  out.reserve(due.size());
-  for (auto& d : due) out.push_back(std::move(d.second));
+  for (auto& [next, id] : *all) {
+    if (next > now) break;
+    out.push_back(std::move(id));
+  }
   return out;
 }
 

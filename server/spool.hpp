@@ -324,6 +324,11 @@ class spool {
   // state cannot be read is reported due (the delivery attempt then surfaces the error).
   [[nodiscard]] boost::system::result<std::vector<std::string>, std::error_code> due_deferred(
       std::chrono::system_clock::time_point now) const;
+  // Every message in deferred/ with its next attempt, earliest first (the same reading rules as
+  // due_deferred: an unreadable state counts as due now). Reads every delivery state: for start-up
+  // and periodic scans, not per tick.
+  using deferred_entry = std::pair<std::chrono::system_clock::time_point, std::string>;
+  [[nodiscard]] boost::system::result<std::vector<deferred_entry>, std::error_code> deferred_schedule() const;
   // deferred/ID -> outbound/ID, to be delivered now.
   [[nodiscard]] std::error_code requeue_deferred(std::string_view id);
   // Removes a message whose recipients are all delivered or failed (recipients_pending otherwise;

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/postfix_test_env.hpp"
 #include "tests/support/postfix_instance.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/smtp_send.hpp"
@@ -27,21 +28,6 @@ namespace {
 
 using namespace mukai::testing;
 using namespace std::chrono_literals;
-
-// ctest treats exit code 77 as "skipped" (SKIP_RETURN_CODE in tests/integration/CMakeLists.txt).
-void skip_unless_postfix_usable() {
-  auto why = postfix_unavailable_reason();
-  if (!why && find_program("smtp-sink").empty()) why = "smtp-sink not found";
-  if (why) {
-    std::fprintf(stderr, "skipped: %s\n", why->c_str());
-    std::fflush(nullptr);
-    std::exit(77);
-  }
-}
-
-// Postfix's daemons run as `postfix` and smtp-sink as `nobody`: they must be able to reach the
-// instance directories below the test's 0700 mkdtemp directory.
-void make_searchable(const std::filesystem::path& dir) { REQUIRE(::chmod(dir.c_str(), 0755) == 0); }
 
 std::string body_of(int i) {
   return "Line one of message " + std::to_string(i) +

@@ -26,6 +26,7 @@
 
 #include "tests/integration/mukai_instance.hpp"
 #include "tests/support/output_invariant.hpp"
+#include "tests/integration/postfix_test_env.hpp"
 #include "tests/support/postfix_instance.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/smtp_send.hpp"
@@ -37,18 +38,6 @@ namespace {
 using namespace mukai::testing;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-void skip_unless_postfix_usable() {
-  auto why = postfix_unavailable_reason();
-  if (!why && find_program("smtp-sink").empty()) why = "smtp-sink not found";
-  if (why) {
-    std::fprintf(stderr, "skipped: %s\n", why->c_str());
-    std::fflush(nullptr);
-    std::exit(77);
-  }
-}
-
-void make_searchable(const fs::path& dir) { REQUIRE(::chmod(dir.c_str(), 0755) == 0); }
 
 std::string read_all(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -23,6 +23,7 @@
 #include "server/smtp_client.hpp"
 #include "server/spool.hpp"
 #include "tests/support/output_invariant.hpp"
+#include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace {
@@ -37,13 +38,6 @@ std::string read_file(const fs::path& p) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-// A loopback port nobody listens on right now (bind to port 0, read it, close).
-std::uint16_t free_port() {
-  asio::io_context ctx;
-  asio::ip::tcp::acceptor a(ctx, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
 }
 
 config::mukai_config relay_config(const fs::path& root, std::vector<std::string> next_hops, std::uint16_t port = 0) {
@@ -210,7 +204,7 @@ TEST_CASE("relay: SMTP in, sanitized into the maildir next hop, spool empty afte
 TEST_CASE("relay: next hop down, deferred; next hop up, delivered exactly once") {
   testing::temp_dir tmp("mukai-relay");
   const fs::path out = tmp.path() / "b-out";
-  const std::uint16_t b_port = free_port();
+  const std::uint16_t b_port = testing::free_loopback_port();
   server::logger log(server::log_level::warning);
   // A: the relay under test; its next hop is B, a second relay that is not running yet.
   server::relay a(relay_config(tmp.path() / "a", {"smtp://127.0.0.1:" + std::to_string(b_port) + "?starttls=off"}),
@@ -339,7 +333,7 @@ TEST_CASE("relay: a message that cannot be made harmless is held: notice deliver
 TEST_CASE("relay: messages deferred before a restart are retried by the next process") {
   testing::temp_dir tmp("mukai-relay");
   const fs::path out = tmp.path() / "b-out";
-  const std::uint16_t b_port = free_port();
+  const std::uint16_t b_port = testing::free_loopback_port();
   server::logger log(server::log_level::warning);
   auto acfg = relay_config(tmp.path() / "a", {"smtp://127.0.0.1:" + std::to_string(b_port) + "?starttls=off"});
   {
