@@ -1,0 +1,88 @@
+// What operators do with the quarantine, in one place for every front end: `mukai quarantine`
+// (CLI), the web console and its JSON API. Each action checks the policy, changes the files, the
+// index and the audit log, and returns a result the front end shows as it is.
+//
+// Release: the original message (original.eml, unsanitized, byte for byte) is queued for delivery
+// in the spool's outbound/ under a new queue ID, with the original envelope sender and the original
+// (or the given) recipients, so that the relay delivers it to the configured next hop with its usual
+// retries and DSNs. A running `mukai serve` picks it up within seconds (notify_release, or its
+// periodic scan of outbound/). Refused when policy.release_forbidden names a flag the item's parts
+// carry, when the original was not stored, or when the item is not held/released.
+// Delete: removes the item's files and marks it deleted (the index record and history stay).
+// Purge: every item past [quarantine] retention: files removed, status expired.
+//
+// Every action, allowed or refused, is recorded in the item's history (index) and in the audit
+// log, with who did it ("cli:<OS user>", "web:<operator>").
+// Threading: the service may be used from several threads; each call blocks on disk I/O.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+#include "server/audit_log.hpp"
+#include "server/quarantine_index.hpp"
+#include "server/quarantine_store.hpp"
+
+namespace mukai::server {
+
+class spool;
+
+enum class action_status { ok, not_found, refused, failed };
+
+struct action_result {
+  action_status status = action_status::failed;
+  std::string message;         // one line for the operator, English ("released to 2 recipients as queue ID ...")
+  std::string queue_id;        // release: the spool queue ID of the released copy
+  std::vector<std::string> to; // release: the recipients it was queued for
+};
+
+struct purge_result {
+  std::size_t expired = 0;  // items whose files were removed
+  std::size_t failed = 0;   // items whose files could not be removed (kept held, retried next time)
+};
+
+class quarantine_service {
+ public:
+  // All references must outlive the service. `spool_` receives released messages.
+  quarantine_service(const config::mukai_config& config, quarantine_store& store, quarantine_index& index,
+                     spool& spool_, audit_log& audit);
+
+  [[nodiscard]] std::optional<index_item> get(std::string_view id);
+  [[nodiscard]] item_page list(const item_filter& filter);
+  [[nodiscard]] index_stats stats();
+
+  // The text of the sanitized message the recipients got (UTF-8, from the item's sanitized.txt),
+  // at most max_bytes (cut at a character boundary); nullopt if it was not stored.
+  [[nodiscard]] std::optional<std::string> sanitized_text(std::string_view id, std::size_t max_bytes = 256 * 1024);
+
+  // The first max_bytes of original.eml, for a text preview (the caller escapes it); nullopt if absent.
+  [[nodiscard]] std::optional<std::string> original_preview(std::string_view id, std::size_t max_bytes = 64 * 1024);
+
+  // `to` empty = the original recipients. `client` = where the request came from (web: the IP
+  // address; CLI: "local"), for the audit log.
+  [[nodiscard]] action_result release(std::string_view id, const std::vector<std::string>& to, std::string_view who,
+                                      std::string_view client);
+  [[nodiscard]] action_result remove(std::string_view id, std::string_view who, std::string_view client);
+  [[nodiscard]] purge_result purge(std::chrono::system_clock::time_point now, std::string_view who);
+
+  // Recreates the index from items/*/meta.json. Returns the number of items indexed.
+  [[nodiscard]] std::size_t rebuild_index(std::error_code& ec);
+
+  // Called after a release was queued (set by `mukai serve` so that the relay delivers it at once).
+  std::function<void(const std::string& queue_id)> notify_release;
+
+ private:
+  const config::mukai_config& config_;
+  quarantine_store& store_;
+  quarantine_index& index_;
+  spool& spool_;
+  audit_log& audit_;
+};
+
+}  // namespace mukai::server
