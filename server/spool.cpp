@@ -1211,16 +1211,22 @@ boost::system::result<delivery_state, std::error_code> spool::load_delivery_stat
   if (!where) return errno_code(ENOENT);
   auto envelope = read_envelope(*where, id);
   if (!envelope) return envelope.error();
+  return load_delivery_state(id, *envelope);
+}
+
+boost::system::result<delivery_state, std::error_code> spool::load_delivery_state(
+    std::string_view id, const spool_envelope& envelope) const {
+  if (!validate_queue_id(id)) return make_error_code(spool_errc::invalid_id);
   auto bytes =
       read_whole_file(dirs_[delivery_dir] / std::string(id), max_delivery_state_size, spool_errc::corrupt);
   if (!bytes) {
     if (!is_errc(bytes.error(), std::errc::no_such_file_or_directory)) return bytes.error();
     delivery_state fresh;
-    fresh.recipients.resize(envelope->recipients.size());
+    fresh.recipients.resize(envelope.recipients.size());
     return fresh;
   }
   auto state = parse_delivery_state(*bytes);
-  if (!state || state->recipients.size() != envelope->recipients.size())
+  if (!state || state->recipients.size() != envelope.recipients.size())
     return make_error_code(spool_errc::corrupt);
   return std::move(*state);
 }
@@ -1320,6 +1326,19 @@ std::error_code spool::finish(std::string_view id, const delivery_state& settled
     return ec;
   }
   ec = ops_.unlink(dirs_[delivery_dir] / std::string(id));
+  if (ec && !is_errc(ec, std::errc::no_such_file_or_directory)) return ec;
+  return {};
+}
+
+std::error_code spool::finish_unspooled(std::string_view id) {
+  if (!validate_queue_id(id)) return make_error_code(spool_errc::invalid_id);
+  // With a sanitized copy in outbound/ or deferred/ only finish() may remove the raw one: that copy
+  // would otherwise be delivered again.
+  if (locate_sanitized(id)) return errno_code(EEXIST);
+  if (auto ec = ops_.unlink(dir(spool_state::active) / std::string(id))) return ec;
+  // Durable before we forget the message: a raw copy that came back would be delivered again.
+  if (auto ec = sync_dir(active_dir)) return ec;
+  const std::error_code ec = ops_.unlink(dirs_[delivery_dir] / std::string(id));
   if (ec && !is_errc(ec, std::errc::no_such_file_or_directory)) return ec;
   return {};
 }

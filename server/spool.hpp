@@ -40,6 +40,10 @@
 //   defer                delivery/ID gets next_attempt, then outbound/ID -> deferred/ID, no sync: a
 //                        lost rename only brings the retry forward.
 //   requeue_deferred     deferred/ID -> outbound/ID, no sync (a lost rename delays the retry).
+//   (no outbound copy)   the relay's first delivery attempt uses the sanitized copy in memory; it is
+//                        written (raw_copy_kept) only when a recipient remains to retry or a DSN is
+//                        due. A crash meanwhile loses nothing: active/ID is sanitized again.
+//   finish_unspooled     settled from memory: unlink active/ID, sync active/, unlink delivery/ID.
 //   finish               all recipients delivered or failed: unlink the sanitized copy, sync its
 //                        directory (a resurrected file would be delivered again), then unlink the raw
 //                        copy active/ID if there is one and sync active/ (a resurrected raw copy would
@@ -336,6 +340,10 @@ class spool {
   // corrupt if the saved state does not parse or does not match the envelope's recipients.
   [[nodiscard]] boost::system::result<delivery_state, std::error_code> load_delivery_state(
       std::string_view id) const;
+  // The same for a sanitized copy that is not in the spool (delivered from memory, see
+  // finish_unspooled), whose envelope the caller has.
+  [[nodiscard]] boost::system::result<delivery_state, std::error_code> load_delivery_state(
+      std::string_view id, const spool_envelope& envelope) const;
   // Replaces delivery/ID atomically and durably. The message must be in outbound/ or deferred/.
   [[nodiscard]] std::error_code save_delivery_state(std::string_view id, const delivery_state& state);
   // Sets next_attempt in the saved state, then moves outbound/ID to deferred/ID (already in deferred/:
@@ -361,6 +369,11 @@ class spool {
   // fsyncs. A crash before the removal is durable leaves the message with its previous state: those
   // recipients are sent again (the same at-least-once window as between a reply and its save).
   [[nodiscard]] std::error_code finish(std::string_view id, const delivery_state& settled);
+
+  // Removes a message that was delivered (every recipient settled) from a sanitized copy that never
+  // went to outbound/ (the relay's first attempt from memory): unlinks active/ID, syncs active/,
+  // then unlinks delivery/ID if any. EEXIST if a sanitized copy is in the spool (use finish()).
+  [[nodiscard]] std::error_code finish_unspooled(std::string_view id);
 
   // Metrics.
   [[nodiscard]] boost::system::result<spool_counts, std::error_code> counts() const;

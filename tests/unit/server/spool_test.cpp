@@ -799,6 +799,36 @@ TEST_CASE("raw_copy_kept: no fsync on store; finish removes the sanitized copy, 
   CHECK_FALSE(s.locate(id).has_value());
 }
 
+TEST_CASE("finish_unspooled: a message delivered from memory leaves nothing; refused beside a sanitized copy") {
+  fixture f;
+  const spool_envelope env = simple_envelope();
+  std::string id, other;
+  {
+    spool s(f.root, f.posix);
+    id = commit_message(s, env, "raw");
+    other = commit_message(s, env, "raw other");
+    REQUIRE_FALSE(s.claim_incoming(id));
+    REQUIRE_FALSE(s.claim_incoming(other));
+    REQUIRE_FALSE(s.store_outbound(other, "clean", env, outbound_durability::raw_copy_kept));
+  }
+  recording_file_ops rec(f.root);
+  spool s(f.root, rec);
+  // No outbound copy: the state comes from the caller's envelope, all pending.
+  auto st = s.load_delivery_state(id, env);
+  REQUIRE(st.has_value());
+  CHECK(st->recipients.size() == env.recipients.size());
+  CHECK_FALSE(st->done());
+  rec.take();
+  REQUIRE_FALSE(s.finish_unspooled(id));
+  const std::vector<std::string> expected = {"unlink active/" + id, "sync_dir active", "unlink delivery/" + id};
+  CHECK(rec.take() == expected);
+  CHECK_FALSE(s.locate(id).has_value());
+  // With a sanitized copy in the spool only finish() may remove the raw one.
+  CHECK(s.finish_unspooled(other) == std::errc::file_exists);
+  CHECK(fs::exists(f.at("active") / other));
+  CHECK(s.finish_unspooled("../x") == spool_errc::invalid_id);
+}
+
 TEST_CASE("recover: a torn raw_copy_kept copy is discarded (no alert) and the raw copy sanitized again") {
   fixture f;
   spool s(f.root, f.posix);
