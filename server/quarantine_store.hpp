@@ -126,6 +126,8 @@ class quarantine_store {
 
   [[nodiscard]] const std::filesystem::path& root() const noexcept { return root_; }
   [[nodiscard]] file_ops& ops() const noexcept { return ops_; }
+  // Sets the index (see above) when it could only be opened after the layout; before any store().
+  void attach_index(quarantine_index* index) noexcept { index_ = index; }
 
  private:
   std::error_code stage_item(const std::filesystem::path& staging, const std::string& id,
