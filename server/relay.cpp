@@ -22,6 +22,8 @@
 #include "server/dsn.hpp"
 #include "server/next_hop.hpp"
 #include "server/quarantine_store.hpp"
+#include "server/readiness.hpp"
+#include "server/relay_metrics.hpp"
 #include "server/smtp_trace.hpp"
 #include "server/spool.hpp"
 
@@ -171,6 +173,8 @@ struct relay::impl {
         recipients_delivered{0}, recipients_deferred{0}, recipients_failed{0}, messages_finished{0},
         dsns_queued{0}, corrupt{0};
   } n;
+  relay_metrics metrics;
+  next_hop_health health;
 
   // The sanitizer workers for a configuration; their failures are logged as errors.
   std::shared_ptr<sanitizer_pool> make_pool(const config::mukai_config& c) {
@@ -288,6 +292,7 @@ struct relay::impl {
       return;
     }
     const auto& rep = out.result.rep;
+    metrics.record_sanitized(rep, std::chrono::duration<double>(steady_clock::now() - t0).count());
     switch (rep.result) {
       case sanitize::verdict::clean: n.clean++; break;
       case sanitize::verdict::sanitized: n.sanitized++; break;
@@ -404,6 +409,7 @@ struct relay::impl {
       if (hop.error)
         warn(job->id + ": " + hop.hop + ": " + hop.error_text);
     }
+    record_hop_health(job->outcome);
     for (auto& r : job->outcome.recipients) {
       const auto& rcpt = env.recipients.at(r.index);
       const auto& rs = state.recipients.at(r.index);
@@ -446,6 +452,7 @@ struct relay::impl {
     n.recipients_delivered += sum.delivered;
     n.recipients_failed += sum.failed;
     n.recipients_deferred += sum.deferred;
+    if (!sum.newly_failed.empty()) metrics.record_bounced_message();
     if (sum.finished) {
       if (auto ec = spool_.finish(job->id, state)) {
         error(job->id + ": cannot remove the delivered message: " + ec.message() + "; retrying later");
@@ -453,6 +460,9 @@ struct relay::impl {
         co_return;
       }
       n.messages_finished++;
+      if (std::any_of(state.recipients.begin(), state.recipients.end(),
+                      [](const auto& r) { return r.status == recipient_status::delivered; }))
+        metrics.record_delivered_message(std::chrono::duration<double>(now - env.received).count());
       info(job->id + ": removed");
     } else {
       if (auto ec = spool_.defer(job->id, sum.next_attempt)) {
@@ -464,10 +474,64 @@ struct relay::impl {
         const std::lock_guard lock(mutex);
         deferred_schedule[job->id] = sum.next_attempt;
       }
+      metrics.record_deferred_message();
       const auto wait = std::chrono::duration_cast<std::chrono::seconds>(sum.next_attempt - now).count();
       info(job->id + ": deferred, " + std::to_string(sum.deferred) + " recipient(s) pending, next attempt in " +
            std::to_string(std::max<long long>(0, wait)) + "s");
     }
+  }
+
+  // A hop whose session ran (even one answering 4xx for every recipient), or that took a final
+  // answer before an error, is reachable (readiness.hpp). hop_report counts recipients left
+  // pending by a refused connection as temporary, so those do not count.
+  void record_hop_health(const delivery_outcome& outcome) {
+    if (outcome.hops.empty()) return;
+    for (auto& hop : outcome.hops) {
+      if (!hop.error || hop.delivered + hop.permanent > 0) {
+        health.record(true, hop.hop);
+        return;
+      }
+    }
+    health.record(false, outcome.hops.back().hop + ": " + outcome.hops.back().error_text);
+  }
+
+  void start_probe() {
+    std::vector<next_hop> hops;
+    {
+      const std::lock_guard lock(mutex);
+      if (stopping) return;
+      hops = delivery->hops;
+    }
+    asio::co_spawn(asio::make_strand(io), probe_next_hops(std::move(hops), std::chrono::seconds(10)),
+                   [this](std::exception_ptr e, probe_result r) {
+                     if (e) r = {false, "probe failed"};
+                     health.record(r.connected, r.detail);
+                   });
+  }
+
+  relay_queue_gauges queue_gauges() const {
+    relay_queue_gauges g;
+    const std::lock_guard lock(mutex);
+    g.incoming = sanitize_known.size();
+    g.outbound = delivery_known.size();
+    g.deferred = deferred_schedule.size();
+    // Queue IDs sort by creation time, so each set's first ID is its oldest message.
+    std::optional<std::string_view> oldest;
+    auto consider = [&oldest](std::string_view id) {
+      if (!oldest || id < *oldest) oldest = id;
+    };
+    if (!sanitize_known.empty()) consider(*sanitize_known.begin());
+    if (!delivery_known.empty()) consider(*delivery_known.begin());
+    if (!deferred_schedule.empty()) consider(deferred_schedule.begin()->first);
+    for (auto& [when, item] : retries) {
+      consider(item.first);
+      if (item.second == stage::sanitize) ++g.incoming; else ++g.outbound;
+    }
+    if (oldest) {
+      if (auto t = queue_id_time(*oldest))
+        g.oldest_age_seconds = std::max(0.0, std::chrono::duration<double>(system_clock::now() - *t).count());
+    }
+    return g;
   }
 
   // ---- scheduler -----------------------------------------------------------------------------
@@ -621,6 +685,7 @@ void relay::start() {
   m.load_deferred_schedule(false);
   m.scheduler = std::thread([&m] { m.scheduler_loop(); });
   m.server->start();
+  if (m.health.claim_probe()) m.start_probe();
   std::string where;
   for (auto& ep : m.server->local_endpoints()) {
     std::ostringstream s;
@@ -720,6 +785,22 @@ relay_counters relay::counters() const {
   c.dsns_queued = m.n.dsns_queued;
   c.corrupt = m.n.corrupt;
   return c;
+}
+
+std::string relay::metrics_text() const { return impl_->metrics.render(counters(), impl_->queue_gauges()); }
+
+std::pair<bool, std::string> relay::readiness() {
+  auto& m = *impl_;
+  std::shared_ptr<const config::mukai_config> c;
+  {
+    const std::lock_guard lock(m.mutex);
+    if (m.stopping || m.stopped) return {false, "stopping"};
+    c = m.cfg;
+  }
+  auto spool = check_spool_writable(c->spool.dir, m.spool_.storage_low(c->spool.min_free_space));
+  if (m.health.claim_probe()) m.start_probe();
+  auto hop = m.health.status();
+  return {spool.first && hop.first, spool.second + "; " + hop.second};
 }
 
 }  // namespace mukai::server

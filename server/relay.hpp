@@ -45,6 +45,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "config/config.hpp"
@@ -111,6 +113,12 @@ class relay {
   void flush();
 
   [[nodiscard]] relay_counters counters() const;
+
+  // The Prometheus text for /metrics (relay_metrics.hpp). Cheap: atomics and the queue sizes.
+  [[nodiscard]] std::string metrics_text() const;
+  // For /readyz: ready (true) or not, with the reason (readiness.hpp has the rule). Never blocks:
+  // a stale next-hop outcome starts a background probe and is answered from meanwhile.
+  [[nodiscard]] std::pair<bool, std::string> readiness();
 
  private:
   struct impl;

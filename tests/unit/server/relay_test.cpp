@@ -154,6 +154,26 @@ void check_delivered(const std::string& delivered, const std::string& original) 
   CHECK(check.ok());
 }
 
+// The value of one sample of the Prometheus text ("name" or "name{labels}"), -1 if absent.
+double metric_value(const std::string& text, const std::string& sample) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.size() > sample.size() && line.compare(0, sample.size(), sample) == 0 && line[sample.size()] == ' ')
+      return std::stod(line.substr(sample.size() + 1));
+  }
+  return -1;
+}
+
+// The sum of every sample of a family (all label sets).
+double metric_sum(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  double sum = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name + "{", 0) == 0 || line.rfind(name + " ", 0) == 0) sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
 }  // namespace
 
 TEST_CASE("relay: SMTP in, sanitized into the maildir next hop, spool empty afterwards") {
@@ -186,7 +206,34 @@ TEST_CASE("relay: SMTP in, sanitized into the maildir next hop, spool empty afte
   check_delivered(plain_out, plain_message);
   CHECK(plain_out.find("Received: by mukai.test (mukai sanitizer) id ") != std::string::npos);
 
+  // The counters behind /metrics, read through the text a scraper gets.
+  CHECK(wait_until([&] { return metric_value(r.metrics_text(), "mukai_messages_delivered_total") == 2; }));
+  const std::string mt = r.metrics_text();
+  CHECK(metric_value(mt, "mukai_messages_received_total") == 2);
+  CHECK(metric_sum(mt, "mukai_messages_sanitized_total") == 2);
+  CHECK(metric_value(mt, "mukai_messages_sanitized_total{verdict=\"sanitized\"}") >= 1);  // the sample's attachment
+  CHECK(metric_value(mt, "mukai_messages_deferred_total") == 0);
+  CHECK(metric_value(mt, "mukai_messages_bounced_total") == 0);
+  CHECK(metric_value(mt, "mukai_recipients_total{status=\"delivered\"}") == 3);
+  CHECK(metric_sum(mt, "mukai_parts_removed_total") >= 1);
+  CHECK(metric_value(mt, "mukai_sanitize_duration_seconds_count") == 2);
+  CHECK(metric_value(mt, "mukai_delivery_latency_seconds_count") == 2);
+  CHECK(metric_value(mt, "mukai_delivery_latency_seconds_bucket{le=\"+Inf\"}") == 2);
+  CHECK(metric_value(mt, "mukai_delivery_latency_seconds_sum") > 0);
+  CHECK(metric_value(mt, "mukai_smtp_connections_total") == 3);
+  CHECK(metric_value(mt, "mukai_smtp_replies_total{class=\"5xx\"}") == 1);  // the foreign domain's 550
+  CHECK(metric_value(mt, "mukai_smtp_replies_total{class=\"2xx\"}") >= 10);
+  CHECK(metric_value(mt, "mukai_smtp_tls_sessions_total") == 0);
+  CHECK(metric_value(mt, "mukai_queue_messages{queue=\"incoming\"}") == 0);
+  CHECK(metric_value(mt, "mukai_queue_messages{queue=\"outbound\"}") == 0);
+  CHECK(metric_value(mt, "mukai_queue_oldest_message_age_seconds") == 0);
+  // Ready: the spool is writable and the maildir next hop was just written to.
+  auto ready = r.readiness();
+  CHECK(ready.first);
+  CHECK(ready.second.find("next hop reachable: maildir:") != std::string::npos);
+
   r.shutdown(5s);
+  CHECK_FALSE(r.readiness().first);
   const auto c = r.counters();
   CHECK(c.sanitized + c.clean == 2);
   CHECK(c.messages_finished == 2);
@@ -218,6 +265,17 @@ TEST_CASE("relay: next hop down, deferred; next hop up, delivered exactly once")
   }
   REQUIRE(wait_until([&] { return a.counters().recipients_deferred >= 10; }));
   CHECK(a.counters().messages_finished == 0);
+  // Not ready while the next hop refuses connections; the queue shows the waiting mail.
+  auto down = a.readiness();
+  CHECK_FALSE(down.first);
+  CHECK(down.second.find("next hop unreachable: smtp://127.0.0.1:" + std::to_string(b_port)) != std::string::npos);
+  CHECK(metric_value(a.metrics_text(), "mukai_messages_deferred_total") >= 5);
+  CHECK(wait_until([&] { return metric_value(a.metrics_text(), "mukai_queue_oldest_message_age_seconds") > 0; }));
+  CHECK(wait_until([&] {
+    const auto t = a.metrics_text();
+    return metric_value(t, "mukai_queue_messages{queue=\"deferred\"}") + metric_value(t, "mukai_queue_messages{queue=\"outbound\"}") == 5;
+  }));
+  CHECK(metric_value(a.metrics_text(), "mukai_messages_delivered_total") == 0);
 
   // B comes up on the port A keeps trying.
   server::relay b(relay_config(tmp.path() / "b", {"maildir:" + out.string()}, b_port), fast_options(), log);
@@ -233,6 +291,9 @@ TEST_CASE("relay: next hop down, deferred; next hop up, delivered exactly once")
     ids.insert(body.substr(at, 9));
   }
   CHECK(ids.size() == 5);  // five distinct messages, none twice
+  CHECK(wait_until([&] { return a.readiness().first; }));
+  CHECK(wait_until([&] { return metric_value(a.metrics_text(), "mukai_messages_delivered_total") == 5; }));
+  CHECK(metric_value(a.metrics_text(), "mukai_queue_oldest_message_age_seconds") == 0);
   a.shutdown(5s);
   b.shutdown(5s);
   CHECK(a.counters().recipients_delivered == 10);
