@@ -225,6 +225,8 @@ int run_serve(const std::vector<std::string>& args) {
   }
   server::log_level level = server::log_level::info;
   (void)server::parse_log_level(cfg->log.level, level);
+  server::log_format format = server::log_format::json;
+  (void)server::parse_log_format(cfg->log.format, format);
 
   // Signals are taken synchronously by this thread (sigwait), so every thread the relay starts
   // inherits a mask with them blocked and no handler ever runs in the middle of relay code.
@@ -238,7 +240,7 @@ int run_serve(const std::vector<std::string>& args) {
   std::unique_ptr<server::logger> log;
   std::unique_ptr<server::relay> relay;
   try {
-    log = std::make_unique<server::logger>(level, cfg->log.file);
+    log = std::make_unique<server::logger>(level, cfg->log.file, true, format);
     server::relay_options ro;
     ro.config_file = config_file;
     ro.worker_binary = server::current_executable();

@@ -7,6 +7,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/json.hpp>
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -60,15 +61,6 @@ std::vector<next_hop> parse_hops_or_throw(const std::vector<std::string>& entrie
 
 bool all_ascii(std::string_view s) noexcept {
   return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-}
-
-std::string join_addresses(const spool_envelope& e) {
-  std::string out;
-  for (auto& r : e.recipients) {
-    if (!out.empty()) out += ',';
-    out += '<' + r.address + '>';
-  }
-  return out;
 }
 
 // Everything delivery needs that a reload may replace; a delivery attempt keeps the snapshot it
@@ -175,6 +167,7 @@ struct relay::impl {
   } n;
   relay_metrics metrics;
   next_hop_health health;
+  std::map<std::string, std::string, std::less<>> message_ids;  // guarded by mutex
 
   // The sanitizer workers for a configuration; their failures are logged as errors.
   std::shared_ptr<sanitizer_pool> make_pool(const config::mukai_config& c) {
@@ -298,21 +291,60 @@ struct relay::impl {
       case sanitize::verdict::sanitized: n.sanitized++; break;
       case sanitize::verdict::held: n.held++; break;
     }
-    std::size_t removed = 0;
-    for (auto& part : rep.parts)
-      if (part.action == sanitize::part_action::quarantined || part.action == sanitize::part_action::discarded)
-        ++removed;
-    std::string line = id + ": " + sanitize::to_string(rep.result) + " from=<" + msg->envelope.mail_from +
-                       "> to=" + join_addresses(msg->envelope) + " size=" + std::to_string(msg->body.size()) + " parts=" + std::to_string(rep.parts.size()) +
-                       " removed=" + std::to_string(removed) +
-                       " quarantine=" + (rep.quarantine_id ? *rep.quarantine_id : std::string("-")) +
-                       " time=" + std::to_string(ms) + "ms";
-    if (!rep.reasons.empty()) {
-      line += " reasons=";
-      for (std::size_t i = 0; i < rep.reasons.size() && i < 8; ++i) line += (i ? "," : "") + rep.reasons[i];
-    }
-    info(line);
+    log_sanitized(id, msg->envelope, msg->body.size(), out.result, out.result.output.size(), ms);
     enqueue_delivery(id);
+  }
+
+  // "sanitized" (clean or sanitized verdict) or "quarantined" (held: the original is in the
+  // quarantine and only the notice goes on): one line with everything the engine decided.
+  void log_sanitized(const std::string& id, const spool_envelope& env, std::size_t size, const sanitize::result& r,
+                     std::size_t output_size, long long ms) {
+    const auto& rep = r.rep;
+    remember_message_id(id, r.headers.message_id);
+    log_event ev = message_event(rep.result == sanitize::verdict::held ? "quarantined" : "sanitized", id, env);
+    boost::json::array rcpts;
+    for (auto& rc : env.recipients) rcpts.emplace_back(log_event::clean(rc.address));
+    ev.add_value("rcpt", std::move(rcpts));
+    ev.add("size", static_cast<std::uint64_t>(size))
+        .add("verdict", sanitize::to_string(rep.result))
+        .add("subject", r.headers.subject)
+        .add("output_size", static_cast<std::uint64_t>(output_size))
+        .add("parts", static_cast<std::uint64_t>(rep.parts.size()));
+    boost::json::array removed;
+    for (auto& part : rep.parts) {
+      if (part.action != sanitize::part_action::quarantined && part.action != sanitize::part_action::discarded) continue;
+      if (removed.size() >= 32) break;  // a line stays bounded; the quarantine item has them all
+      removed.push_back(boost::json::object{{"path", log_event::clean(part.path)},
+                                            {"type", log_event::clean(part.detected_type)},
+                                            {"declared", log_event::clean(part.declared_type)},
+                                            {"filename", log_event::clean(part.filename.substr(0, 200))},
+                                            {"size", part.size},
+                                            {"action", sanitize::to_string(part.action)},
+                                            {"reason", log_event::clean(part.reason)}});
+    }
+    ev.add_value("removed", std::move(removed));
+    ev.add("actions", rep.actions).add("reasons", rep.reasons);
+    if (rep.quarantine_id) ev.add("quarantine_id", *rep.quarantine_id);
+    ev.add("sanitize_ms", static_cast<std::uint64_t>(std::max<long long>(0, ms)));
+    log.write(log_level::info, ev);
+  }
+
+  // Message-IDs from the sanitizer, for the delivery events (the relay never parses a message). In
+  // memory only and bounded: after a restart, or beyond the bound, delivery events omit it.
+  static constexpr std::size_t max_remembered_ids = 100'000;
+  void remember_message_id(const std::string& id, const std::string& message_id) {
+    const std::lock_guard lock(mutex);
+    if (message_ids.size() < max_remembered_ids) message_ids[id] = message_id.substr(0, 998);
+  }
+
+  log_event message_event(std::string_view name, const std::string& id, const spool_envelope& env) {
+    log_event ev(name, id);
+    {
+      const std::lock_guard lock(mutex);
+      if (auto it = message_ids.find(id); it != message_ids.end()) ev.add("message_id", it->second);
+    }
+    ev.add("from", env.mail_from).add("client", env.client_address).add("tls", env.tls);
+    return ev;
   }
 
   void move_to_corrupt(spool_state state, const std::string& id) {
@@ -388,10 +420,12 @@ struct relay::impl {
     job->is_dsn = job->message.envelope.client_address == dsn_client_address;
     if (job->pending.empty()) {
       // Every recipient settled before a crash stopped us from removing the message.
-      if (auto ec = spool_.finish(job->id))
+      if (auto ec = spool_.finish(job->id)) {
         error(job->id + ": cannot remove delivered message: " + ec.message());
-      else
+      } else {
         n.messages_finished++;
+        forget_message_id(job->id);
+      }
       co_return;
     }
     n.delivery_attempts++;
@@ -410,19 +444,8 @@ struct relay::impl {
         warn(job->id + ": " + hop.hop + ": " + hop.error_text);
     }
     record_hop_health(job->outcome);
-    for (auto& r : job->outcome.recipients) {
-      const auto& rcpt = env.recipients.at(r.index);
-      const auto& rs = state.recipients.at(r.index);
-      const char* status = rs.status == recipient_status::delivered ? "sent"
-                           : rs.status == recipient_status::failed  ? (r.status == rcpt_status::permanent ? "bounced" : "expired")
-                                                                     : "deferred";
-      const std::string relay_name =
-          !r.remote.empty() ? r.remote : job->outcome.hops.empty() ? std::string("none") : job->outcome.hops.back().hop;
-      info(job->id + ": to=<" + rcpt.address + "> relay=" + relay_name +
-           " status=" + status + " (" + r.reply + ")");
-    }
-
     bool dsn_spooled = false;
+    std::string dsn_queued;
     // The DSN is spooled before the failures are recorded: a crash in between sends the failed
     // recipients once more (and perhaps a second DSN), it never loses the DSN.
     if (!sum.newly_failed.empty() && job->setup->bounce && !job->is_dsn) {
@@ -435,7 +458,7 @@ struct relay::impl {
         }
         n.dsns_queued++;
         dsn_spooled = true;
-        info(job->id + ": DSN " + dsn_id + " queued for <" + env.mail_from + ">");
+        dsn_queued = dsn_id;
         enqueue_delivery(dsn_id);
       }
     }
@@ -463,7 +486,8 @@ struct relay::impl {
       if (std::any_of(state.recipients.begin(), state.recipients.end(),
                       [](const auto& r) { return r.status == recipient_status::delivered; }))
         metrics.record_delivered_message(std::chrono::duration<double>(now - env.received).count());
-      info(job->id + ": removed");
+      log_attempt(*job, state, now, true, {}, dsn_queued);
+      forget_message_id(job->id);
     } else {
       if (auto ec = spool_.defer(job->id, sum.next_attempt)) {
         error(job->id + ": cannot defer: " + ec.message() + "; retrying later");
@@ -475,10 +499,59 @@ struct relay::impl {
         deferred_schedule[job->id] = sum.next_attempt;
       }
       metrics.record_deferred_message();
-      const auto wait = std::chrono::duration_cast<std::chrono::seconds>(sum.next_attempt - now).count();
-      info(job->id + ": deferred, " + std::to_string(sum.deferred) + " recipient(s) pending, next attempt in " +
-           std::to_string(std::max<long long>(0, wait)) + "s");
+      log_attempt(*job, state, now, false, sum.next_attempt, dsn_queued);
     }
+  }
+
+  void forget_message_id(const std::string& id) {
+    const std::lock_guard lock(mutex);
+    message_ids.erase(id);
+  }
+
+  // One event per outcome of an attempt: "delivered" (recipients accepted now), "bounced"
+  // (refused or expired now; with the DSN's queue ID), "deferred" (still pending, with the next
+  // attempt). `finished`: the message left the spool with this attempt.
+  void log_attempt(const delivery_job& job, const delivery_state& state, system_clock::time_point now, bool finished,
+                   system_clock::time_point next_attempt, const std::string& dsn_id) {
+    const auto& env = job.message.envelope;
+    boost::json::array delivered, bounced, deferred;
+    std::string relay_name;
+    for (auto& r : job.outcome.recipients) {
+      const auto& rs = state.recipients.at(r.index);
+      boost::json::object o{{"to", log_event::clean(env.recipients.at(r.index).address)},
+                            {"reply", log_event::clean(r.reply.substr(0, 512))}};
+      if (!r.remote.empty()) {
+        o["relay"] = log_event::clean(r.remote);
+        relay_name = r.remote;
+      }
+      if (rs.status == recipient_status::delivered) {
+        delivered.push_back(std::move(o));
+      } else if (rs.status == recipient_status::failed) {
+        o["status"] = r.status == rcpt_status::permanent ? "refused" : "expired";
+        bounced.push_back(std::move(o));
+      } else {
+        deferred.push_back(std::move(o));
+      }
+    }
+    if (relay_name.empty() && !job.outcome.hops.empty()) relay_name = job.outcome.hops.back().hop;
+    const bool tls = !job.outcome.hops.empty() && job.outcome.hops.back().tls;
+    const auto latency_ms = static_cast<std::uint64_t>(
+        std::max<long long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(now - env.received).count()));
+    auto emit = [&](const char* name, boost::json::array list, log_level level) {
+      if (list.empty()) return;
+      log_event ev = message_event(name, job.id, env);
+      ev.add_value("recipients", std::move(list)).add("relay", relay_name).add("relay_tls", tls);
+      ev.add("latency_ms", latency_ms).add("finished", finished);
+      if (job.is_dsn) ev.add("dsn", true);
+      if (std::string_view(name) == "bounced" && !dsn_id.empty()) ev.add("dsn_queue_id", dsn_id);
+      if (std::string_view(name) == "deferred")
+        ev.add("next_attempt_s", static_cast<std::uint64_t>(std::max<long long>(
+                                     0, std::chrono::duration_cast<std::chrono::seconds>(next_attempt - now).count())));
+      log.write(level, ev);
+    };
+    emit("delivered", std::move(delivered), log_level::info);
+    emit("bounced", std::move(bounced), log_level::warning);
+    emit("deferred", std::move(deferred), log_level::info);
   }
 
   // A hop whose session ran (even one answering 4xx for every recipient), or that took a final
@@ -662,6 +735,7 @@ relay::relay(const config::mukai_config& config, relay_options options, logger& 
   smtp_server_options so;
   so.on_message_spooled = [&m](std::string id) { m.enqueue_sanitize(std::move(id)); };
   so.log = [&log](smtp_log_level level, std::string_view text) { log.write(level, text); };
+  so.log_event = [&log](smtp_log_level level, const log_event& ev) { log.write(level, ev); };
   m.server = std::make_unique<smtp_server>(m.io.get_executor(), m.blocking.get_executor(), m.spool_, config,
                                            std::move(so));
 }

@@ -182,7 +182,27 @@ for _ in $(seq 1 300); do
   [[ -n $delivered ]] && break
   sleep 0.2
 done
-grep -q ': queued from ' "$log" && ok "log has \"queued\"" || fail "no \"queued\" line in the log"
+# [log] format = "json" (the packaged default): every line one JSON object; the message's
+# received, sanitized and delivered events carry one queue ID.
+python3 - "$log" <<'PY' && ok "JSON log: received, sanitized, delivered events of one queue ID" || fail "JSON log lines"
+import json, sys
+events = {}
+for n, line in enumerate(open(sys.argv[1], encoding="utf-8"), 1):
+    o = json.loads(line)  # raises on an invalid line
+    assert "time" in o and "level" in o, f"line {n}: no time/level"
+    if "event" in o:
+        events.setdefault(o["event"], []).append(o)
+for e in ("received", "delivered"):
+    assert e in events, f"no {e} event; have {sorted(events)}"
+done = events.get("sanitized", []) + events.get("quarantined", [])
+assert done, "no sanitized/quarantined event"
+qid = events["received"][0]["queue_id"]
+assert done[0]["queue_id"] == qid and events["delivered"][0]["queue_id"] == qid, "queue IDs differ"
+r = events["received"][0]
+assert r["from"] == "alice@example.com" and r["rcpt"] == ["staff@example.lg.jp"] and r["client"] == "127.0.0.1", r
+assert events["delivered"][0]["finished"] is True
+print("  events:", {k: len(v) for k, v in events.items()}, "queue ID", qid)
+PY
 if [[ -n $delivered ]]; then
   ok "delivered: $delivered"
   expect_stat "$delivered" 600 mukai:mukai

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <set>
 #include <thread>
@@ -246,6 +247,71 @@ TEST_CASE("relay: SMTP in, sanitized into the maildir next hop, spool empty afte
     CHECK(fs::exists(e.path() / "original.eml"));
   }
   CHECK(items >= 1);
+}
+
+TEST_CASE("relay: one JSON log line per message event, valid whatever the message carries") {
+  testing::temp_dir tmp("mukai-relay");
+  const fs::path out = tmp.path() / "out";
+  const fs::path log_file = tmp.path() / "mukai.log";
+  std::string hostile = plain_message;
+  hostile.replace(hostile.find("Subject: "), hostile.find("\r\nDate:") - hostile.find("Subject: "),
+                  // RLO "fdp.exe" ESC[2J "q" \ 件名, as UTF-8 in an encoded word
+                  "Subject: =?UTF-8?B?4oCuZmRwLmV4ZSAbWzJKICJxIiBcIOS7tuWQjQ==?=");
+  hostile.replace(hostile.find("<plain-1@example.com>"), 21, "<evil\"}{\\1@example.com>");
+  {
+    server::logger log(server::log_level::info, log_file.string(), false, server::log_format::json);
+    server::relay r(relay_config(tmp.path(), {"maildir:" + out.string()}), fast_options(), log);
+    r.start();
+    REQUIRE(send_message(r.local_endpoints().at(0).port(), "a.b+tag@example.com", {"staff@example.lg.jp"}, hostile)
+                .all_delivered());
+    REQUIRE(wait_until([&] { return maildir_files(out).size() == 1 && spool_empty(tmp.path() / "spool"); }));
+    r.shutdown(5s);
+  }
+  std::ifstream in(log_file);
+  std::map<std::string, boost::json::object> events;
+  std::size_t lines = 0;
+  for (std::string l; std::getline(in, l);) {
+    ++lines;
+    INFO(l);
+    boost::json::error_code ec;
+    auto v = boost::json::parse(l, ec);
+    REQUIRE(!ec);
+    auto& o = v.as_object();
+    CHECK(o.contains("time"));
+    CHECK(o.contains("level"));
+    for (unsigned char c : l) CHECK(c >= 0x20);
+    CHECK(l.find("\xe2\x80\xae") == std::string::npos);  // the RLO itself never appears
+    if (o.contains("event")) events[std::string(o.at("event").as_string())] = o;
+  }
+  CHECK(lines >= 3);
+  REQUIRE(events.contains("received"));
+  REQUIRE(events.contains("sanitized"));
+  REQUIRE(events.contains("delivered"));
+  const auto& rec = events["received"];
+  const auto id = rec.at("queue_id").as_string();
+  CHECK(id.size() == 16);
+  CHECK(rec.at("client").as_string() == "127.0.0.1");
+  CHECK(rec.at("from").as_string() == "a.b+tag@example.com");
+  CHECK(rec.at("rcpt").as_array().at(0).as_string() == "staff@example.lg.jp");
+  CHECK(rec.at("tls").as_bool() == false);
+  CHECK(rec.at("size").to_number<std::uint64_t>() > hostile.size());  // with our Received header
+  const auto& san = events["sanitized"];
+  CHECK(san.at("queue_id").as_string() == id);
+  CHECK(san.at("verdict").is_string());
+  CHECK(san.at("sanitize_ms").is_number());
+  CHECK(san.at("message_id").as_string().find("evil") != boost::json::string::npos);
+  const std::string subject(san.at("subject").as_string());
+  CHECK(subject.find("件名") != std::string::npos);
+  CHECK(subject.find("fdp.exe") != std::string::npos);
+  CHECK(subject.find("\xe2\x80\xae") == std::string::npos);  // no RLO, escaped or removed
+  CHECK(subject.find('\x1b') == std::string::npos);
+  const auto& del = events["delivered"];
+  CHECK(del.at("queue_id").as_string() == id);
+  CHECK(del.at("message_id").as_string() == san.at("message_id").as_string());
+  CHECK(del.at("finished").as_bool());
+  CHECK(del.at("recipients").as_array().at(0).at("to").as_string() == "staff@example.lg.jp");
+  CHECK(del.at("latency_ms").is_number());
+  CHECK(del.at("client").as_string() == "127.0.0.1");
 }
 
 TEST_CASE("relay: next hop down, deferred; next hop up, delivered exactly once") {
