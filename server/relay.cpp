@@ -707,6 +707,15 @@ relay::relay(const config::mukai_config& config, relay_options options, logger& 
     : impl_(std::make_unique<impl>(config, std::move(options), log)) {
   auto& m = *impl_;
   m.delivery = make_delivery_setup(config, m.options.client_options);
+  // Listeners first (port 25 may need root), then the privilege drop, then everything that
+  // touches mail: no spool file is ever created by root.
+  smtp_server_options so;
+  so.on_message_spooled = [&m](std::string id) { m.enqueue_sanitize(std::move(id)); };
+  so.log = [&log](smtp_log_level level, std::string_view text) { log.write(level, text); };
+  so.log_event = [&log](smtp_log_level level, const log_event& ev) { log.write(level, ev); };
+  m.server = std::make_unique<smtp_server>(m.io.get_executor(), m.blocking.get_executor(), m.spool_, config,
+                                           std::move(so));
+  if (m.options.after_bind) m.options.after_bind();
   // Parents of the spool and quarantine roots (e.g. ./mukai-data on a first run); the roots
   // themselves are created 0700 by ensure_layout.
   for (const auto& dir : {config.spool.dir, config.quarantine.dir}) {
@@ -731,13 +740,6 @@ relay::relay(const config::mukai_config& config, relay_options options, logger& 
   if (auto ec = m.store.purge_staging()) m.warn("quarantine: cannot purge tmp/: " + ec.message());
 
   m.pool = m.make_pool(config);
-
-  smtp_server_options so;
-  so.on_message_spooled = [&m](std::string id) { m.enqueue_sanitize(std::move(id)); };
-  so.log = [&log](smtp_log_level level, std::string_view text) { log.write(level, text); };
-  so.log_event = [&log](smtp_log_level level, const log_event& ev) { log.write(level, ev); };
-  m.server = std::make_unique<smtp_server>(m.io.get_executor(), m.blocking.get_executor(), m.spool_, config,
-                                           std::move(so));
 }
 
 relay::~relay() {

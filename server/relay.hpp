@@ -44,6 +44,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -67,6 +68,9 @@ struct relay_options {
   std::chrono::milliseconds rescan_interval{60'000};  // full directory scan (safety net)
   // Tests: shorter client timeouts than Postfix's defaults (nullopt: from the configuration).
   std::optional<smtp_client_options> client_options;
+  // Called once the listeners are bound and before the spool, the quarantine or a worker is
+  // touched: `mukai serve` drops root privileges here (privileges.hpp). May throw (start-up fails).
+  std::function<void()> after_bind;
 };
 
 struct relay_counters {
@@ -83,8 +87,8 @@ struct relay_counters {
 
 class relay {
  public:
-  // Start-up: parses the next hops, lays out and recovers the spool, purges the quarantine's
-  // staging area, builds the worker pool and the delivery client, binds the listeners. Throws
+  // Start-up: parses the next hops, binds the listeners, calls options.after_bind, lays out and
+  // recovers the spool, purges the quarantine's staging area, builds the worker pool. Throws
   // (std::runtime_error, std::system_error, std::invalid_argument) with a message for the
   // administrator on any problem. `log` must outlive the relay. Accepts nothing until start().
   relay(const config::mukai_config& config, relay_options options, logger& log);
