@@ -790,8 +790,9 @@ void relay::reload(const config::mukai_config& config) {
   }
   if (old->smtp.listen != config.smtp.listen || old->spool.dir != config.spool.dir ||
       old->quarantine.dir != config.quarantine.dir || old->worker.count != config.worker.count ||
-      old->log.file != config.log.file)
-    m.warn("reload: listen addresses, directories, worker count and the log file change only at a restart");
+      old->log.file != config.log.file || old->log.format != config.log.format || old->service.user != config.service.user)
+    m.warn("reload: listen addresses, directories, worker count, the log file and format and the service user "
+           "change only at a restart");
   m.info("configuration reloaded from " + config.source);
 }
 
