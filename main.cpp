@@ -2,9 +2,11 @@
 // decision is made by the libraries (config, sanitizers, server), so the relay and the CLI
 // behave the same.
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -20,7 +22,9 @@
 #include "server/next_hop.hpp"
 #include "server/quarantine_cli.hpp"
 #include "server/quarantine_index.hpp"
+#include "server/privileges.hpp"
 #include "server/relay.hpp"
+#include "server/sd_notify.hpp"
 #include "server/quarantine_store.hpp"
 #include "server/sanitize_job.hpp"
 #include "server/sanitizer_worker.hpp"
@@ -213,6 +217,8 @@ int run_check_config(const std::vector<std::string>& args) {
 }
 
 int run_serve(const std::vector<std::string>& args) {
+  // First, while this is the only thread: it edits the environment.
+  const auto notifier = server::service_notifier::from_environment();
   po::options_description opts("serve");
   opts.add_options()("config", po::value<std::string>());
   po::variables_map vm;
@@ -231,8 +237,27 @@ int run_serve(const std::vector<std::string>& args) {
   } else {
     cfg = config::embedded_default();
   }
+  // Root only to bind: without [service] user there is no account to drop to, so refuse rather
+  // than parse SMTP and write the spool as root (privileges.hpp).
+  std::optional<server::service_user> drop_to;
+  if (::geteuid() == 0) {
+    if (cfg->service.user.empty()) {
+      std::cerr << "mukai: refusing to run as root. Set [service] user = \"mukai\" to bind as root and then run as\n"
+                   "that user, or start mukai as an unprivileged user with CAP_NET_BIND_SERVICE for port 25\n"
+                   "(the packaged systemd unit does).\n";
+      return exit_usage;
+    }
+    std::string why;
+    drop_to = server::lookup_service_user(cfg->service.user, why);
+    if (!drop_to) {
+      std::cerr << "mukai: service.user: " << why << "\n";
+      return exit_usage;
+    }
+  }
   server::log_level level = server::log_level::info;
   (void)server::parse_log_level(cfg->log.level, level);
+  server::log_format format = server::log_format::json;
+  (void)server::parse_log_format(cfg->log.format, format);
 
   // Signals are taken synchronously by this thread (sigwait), so every thread the relay starts
   // inherits a mask with them blocked and no handler ever runs in the middle of relay code.
@@ -246,10 +271,18 @@ int run_serve(const std::vector<std::string>& args) {
   std::unique_ptr<server::logger> log;
   std::unique_ptr<server::relay> relay;
   try {
-    log = std::make_unique<server::logger>(level, cfg->log.file);
+    log = std::make_unique<server::logger>(level, cfg->log.file, true, format);
     server::relay_options ro;
     ro.config_file = config_file;
     ro.worker_binary = server::current_executable();
+    if (drop_to) {
+      ro.after_bind = [&drop_to, &log] {
+        server::drop_privileges(*drop_to);
+        log->write(server::log_level::info, "listeners bound; running as user " + drop_to->name + " (uid " +
+                                                std::to_string(drop_to->uid) + ", gid " +
+                                                std::to_string(drop_to->gid) + ")");
+      };
+    }
     relay = std::make_unique<server::relay>(*cfg, ro, *log);
     relay->start();
   } catch (const std::exception& e) {
@@ -257,10 +290,38 @@ int run_serve(const std::vector<std::string>& args) {
     return exit_failure;
   }
   log->write(server::log_level::info, "configuration: " + cfg->source);
+  // Type=notify: ready once the listeners accept and recovery is done (both in start()).
+  auto tell = [&](const std::string& state) {
+    if (auto ec = notifier.notify(state))
+      log->write(server::log_level::warning, "sd_notify " + state.substr(0, state.find('\n')) + ": " + ec.message());
+  };
+  tell("READY=1\nSTATUS=relaying");
+  // With WatchdogSec= set, the signal wait wakes at half the interval to send WATCHDOG=1.
+  const auto watchdog = notifier.watchdog_interval();
+  timespec tick{};
+  if (watchdog) {
+    const auto half = *watchdog / 2;
+    tick.tv_sec = static_cast<time_t>(half.count() / 1000000);
+    tick.tv_nsec = static_cast<long>(half.count() % 1000000 * 1000);
+  }
   for (;;) {
     int sig = 0;
-    if (sigwait(&wanted, &sig) != 0) continue;
+    if (watchdog) {
+      sig = sigtimedwait(&wanted, nullptr, &tick);
+      if (sig < 0) {
+        if (errno == EAGAIN) tell("WATCHDOG=1");
+        continue;
+      }
+    } else if (sigwait(&wanted, &sig) != 0) {
+      continue;
+    }
     if (sig == SIGHUP) {
+      tell(server::reloading_state());
+      // READY=1 follows whatever the outcome: a refused reload keeps the running configuration.
+      struct ready_after {
+        decltype(tell)& t;
+        ~ready_after() { t("READY=1\nSTATUS=relaying"); }
+      } ready{tell};
       if (config_file.empty()) {
         log->write(server::log_level::warning, "SIGHUP: running on the embedded default, nothing to reload");
         continue;
@@ -281,6 +342,7 @@ int run_serve(const std::vector<std::string>& args) {
       continue;
     }
     log->write(server::log_level::info, std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
+    tell("STOPPING=1\nSTATUS=stopping");
     relay->shutdown(std::chrono::seconds(30));
     return exit_ok;
   }
