@@ -260,6 +260,23 @@ std::string html_escape(std::string_view s) {
   return out;
 }
 
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    char32_t c = 0;
+    const std::size_t len = decode_utf8(s, i, c);
+    if (len == 0) {
+      out += replacement;
+      ++i;
+    } else {
+      out.append(s.substr(i, len));
+      i += len;
+    }
+  }
+  return out;
+}
+
 std::string url_component(std::string_view s) {
   static constexpr char hex[] = "0123456789ABCDEF";
   std::string out;

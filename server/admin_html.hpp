@@ -28,6 +28,9 @@ namespace mukai::server {
 // than TAB/LF/CR, DEL, C1 controls and bidi controls replaced by U+FFFD. Always valid UTF-8 out.
 [[nodiscard]] std::string html_escape(std::string_view text);
 
+// Text -> valid UTF-8 (invalid sequences become U+FFFD; nothing else changes), for JSON output.
+[[nodiscard]] std::string valid_utf8(std::string_view text);
+
 // Percent-encoding of a query or path component (unreserved characters kept).
 [[nodiscard]] std::string url_component(std::string_view text);
 
