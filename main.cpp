@@ -15,6 +15,7 @@
 
 #include "config/config.hpp"
 #include "sanitizers/report_json.hpp"
+#include "server/admin_cli.hpp"
 #include "server/durable_fs.hpp"
 #include "server/logger.hpp"
 #include "server/next_hop.hpp"
@@ -45,6 +46,9 @@ const char* usage_text =
     "      FILE (or stderr).\n"
     "  sanitize --input-dir DIR --output-dir DIR [--jobs N] [--config FILE] [--quarantine-dir DIR | --no-quarantine]\n"
     "      Replay every message of a directory through the policy: <name>.eml and <name>.json per input.\n"
+    "  passwd [--stdin]\n"
+    "      Print a password hash for [[admin.users]] password_hash. Reads the password twice from the\n"
+    "      terminal without echo, or the first line of standard input with --stdin.\n"
     "  check-config --config FILE\n"
     "      Check a configuration file; print every problem with file, line, key and why.\n"
     "  version\n";
@@ -171,6 +175,8 @@ std::vector<config::config_error> serve_problems(const config::mukai_config& c) 
   };
   check_hops(c.delivery.next_hops, "delivery.next_hop");
   check_hops(c.delivery.bounce_next_hops, "delivery.bounce_next_hop");
+  auto admin = server::admin_config_problems(c);
+  errors.insert(errors.end(), admin.begin(), admin.end());
   return errors;
 }
 
@@ -288,6 +294,7 @@ int main(int argc, char** argv) {
     if (command == "serve") return run_serve(args);
     if (command == "sanitize") return run_sanitize(args);
     if (command == "check-config") return run_check_config(args);
+    if (command == "passwd") return server::run_passwd(args, std::cin, std::cout, std::cerr);
     if (command == "worker") return server::run_sanitizer_worker(args);  // hidden: spawned by the relay
     if (command == "version" || command == "--version") {
       std::cout << "mukai 0.1.0\n";

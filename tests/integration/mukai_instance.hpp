@@ -31,6 +31,7 @@ struct mukai_options {
   std::string log_level = "info";
   std::size_t max_connections = 1000, max_connections_per_ip = 500;
   std::string extra_smtp;  // more lines for [smtp]
+  std::string extra_sections;  // more tables appended at the end ([admin], [[admin.users]], ...)
 };
 
 inline std::string toml_list(const std::vector<std::string>& v) {
@@ -62,7 +63,8 @@ class mukai_instance {
     if (!o_.bounce_next_hops.empty()) f << "bounce_next_hop = " << toml_list(o_.bounce_next_hops) << "\n";
     f << "[spool]\ndir = \"" << spool_dir().string() << "\"\nmin_free_space = \"0\"\n"
       << "[quarantine]\ndir = \"" << quarantine_dir().string() << "\"\n"
-      << "[worker]\ncount = " << o_.workers << "\n[log]\nlevel = \"" << o_.log_level << "\"\n";
+      << "[worker]\ncount = " << o_.workers << "\n[log]\nlevel = \"" << o_.log_level << "\"\n"
+      << o_.extra_sections;
     if (!f) throw std::runtime_error("cannot write " + config_path().string());
   }
 
