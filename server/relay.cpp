@@ -106,6 +106,7 @@ struct delivery_job {
   spooled_message message;
   delivery_state state;
   std::vector<std::size_t> pending;
+  bool from_memory = false;  // the sanitized copy is not in outbound/ (relay::impl::in_memory)
   bool is_dsn = false;
   bool ready = false;  // loaded and something to send
   delivery_outcome outcome;
@@ -205,6 +206,35 @@ struct relay::impl {
     pump_deliveries_locked();
   }
 
+  // Sanitized copies delivered from memory (no outbound/ file; their raw copy is in active/), by ID,
+  // until the message is finished or written to outbound/. Bounded: beyond in_memory_limit bytes new
+  // copies go to disk, so a slow next hop cannot make the relay grow without limit.
+  static constexpr std::size_t in_memory_limit = 64ull * 1024 * 1024;
+  std::map<std::string, std::shared_ptr<const spooled_message>, std::less<>> in_memory;
+  std::size_t in_memory_bytes = 0;
+
+  // Moves `body` into `msg` and registers it, when it fits under the limit; else leaves body alone.
+  bool keep_in_memory(const std::string& id, const std::shared_ptr<spooled_message>& msg, std::string& body) {
+    const std::lock_guard lock(mutex);
+    if (stopping || in_memory_bytes + body.size() > in_memory_limit || in_memory.contains(id)) return false;
+    msg->body = std::move(body);
+    in_memory_bytes += msg->body.size();
+    in_memory.emplace(id, msg);
+    return true;
+  }
+  std::shared_ptr<const spooled_message> find_in_memory(std::string_view id) {
+    const std::lock_guard lock(mutex);
+    auto it = in_memory.find(id);
+    return it == in_memory.end() ? nullptr : it->second;
+  }
+  void forget_in_memory(std::string_view id) {
+    const std::lock_guard lock(mutex);
+    auto it = in_memory.find(id);
+    if (it == in_memory.end()) return;
+    in_memory_bytes -= it->second->body.size();
+    in_memory.erase(it);
+  }
+
   void schedule_retry(std::string id, stage s) {
     const std::lock_guard lock(mutex);
     retries.emplace(steady_clock::now() + options.retry_interval, std::make_pair(std::move(id), s));
@@ -281,11 +311,20 @@ struct relay::impl {
     }
     spool_envelope env = msg->envelope;
     env.body = all_ascii(out.result.output) ? spool_body_type::seven_bit : spool_body_type::eight_bit_mime;
-    if (auto ec = spool_.store_outbound(id, out.result.output, env)) {
-      error(id + ": cannot spool the sanitized message: " + ec.message() + "; retrying later");
-      n.sanitize_retries++;
-      schedule_retry(id, stage::sanitize);
-      return;
+    // active/ID stays the durable copy until delivery finishes (see spool.hpp), so the sanitized copy
+    // needs no fsync (raw_copy_kept), and for the first attempt none on disk at all while memory
+    // allows: one file created, written and fsynced per message, as in a plain MTA.
+    auto sanitized = std::make_shared<spooled_message>();
+    sanitized->queue_id = id;
+    sanitized->envelope = env;
+    const bool in_memory = keep_in_memory(id, sanitized, out.result.output);
+    if (!in_memory) {
+      if (auto ec = spool_.store_outbound(id, out.result.output, env, outbound_durability::raw_copy_kept)) {
+        error(id + ": cannot spool the sanitized message: " + ec.message() + "; retrying later");
+        n.sanitize_retries++;
+        schedule_retry(id, stage::sanitize);
+        return;
+      }
     }
     const auto& rep = out.result.rep;
     switch (rep.result) {
@@ -360,30 +399,26 @@ struct relay::impl {
 
   // Blocking stage before an attempt: the message and its delivery state.
   asio::awaitable<void> load_job(std::shared_ptr<delivery_job> job) {
-    auto msg = spool_.read(spool_state::outbound, job->id);
-    if (!msg) {
-      if (msg.error() == std::errc::no_such_file_or_directory) co_return;  // finished or deferred meanwhile
-      if (msg.error() == spool_errc::corrupt) {
-        move_to_corrupt(spool_state::outbound, job->id);
+    if (auto mem = find_in_memory(job->id)) {
+      // A state exists when the message was sanitized again after a crash: recipients it records as
+      // delivered are not sent again.
+      auto state = spool_.load_delivery_state(job->id, mem->envelope);
+      if (!state) {
+        error(job->id + ": cannot read the delivery state: " + state.error().message() + "; retrying later");
+        schedule_retry(job->id, stage::deliver);
         co_return;
       }
-      error(job->id + ": cannot read outbound message: " + msg.error().message() + "; retrying later");
-      schedule_retry(job->id, stage::deliver);
+      job->message = *mem;
+      job->state = std::move(*state);
+      job->from_memory = true;
+    } else if (!load_job_from_spool(job)) {
       co_return;
     }
-    auto state = spool_.load_delivery_state(job->id);
-    if (!state) {
-      error(job->id + ": cannot read the delivery state: " + state.error().message() + "; retrying later");
-      schedule_retry(job->id, stage::deliver);
-      co_return;
-    }
-    job->message = std::move(*msg);
-    job->state = std::move(*state);
     job->pending = pending_recipients(job->state);
     job->is_dsn = job->message.envelope.client_address == dsn_client_address;
     if (job->pending.empty()) {
       // Every recipient settled before a crash stopped us from removing the message.
-      if (auto ec = spool_.finish(job->id))
+      if (auto ec = finish_job(*job, job->state))
         error(job->id + ": cannot remove delivered message: " + ec.message());
       else
         n.messages_finished++;
@@ -391,6 +426,36 @@ struct relay::impl {
     }
     n.delivery_attempts++;
     job->ready = true;
+  }
+
+  std::error_code finish_job(const delivery_job& job, const delivery_state& state) {
+    if (!job.from_memory) return spool_.finish(job.id, state);
+    auto ec = spool_.finish_unspooled(job.id);
+    if (!ec) forget_in_memory(job.id);
+    return ec;
+  }
+
+  bool load_job_from_spool(const std::shared_ptr<delivery_job>& job) {
+    auto msg = spool_.read(spool_state::outbound, job->id);
+    if (!msg) {
+      if (msg.error() == std::errc::no_such_file_or_directory) return false;  // finished or deferred meanwhile
+      if (msg.error() == spool_errc::corrupt) {
+        move_to_corrupt(spool_state::outbound, job->id);
+        return false;
+      }
+      error(job->id + ": cannot read outbound message: " + msg.error().message() + "; retrying later");
+      schedule_retry(job->id, stage::deliver);
+      return false;
+    }
+    auto state = spool_.load_delivery_state(job->id);
+    if (!state) {
+      error(job->id + ": cannot read the delivery state: " + state.error().message() + "; retrying later");
+      schedule_retry(job->id, stage::deliver);
+      return false;
+    }
+    job->message = std::move(*msg);
+    job->state = std::move(*state);
+    return true;
   }
 
   // Blocking stage after an attempt: DSN, delivery state, then finish or defer.
@@ -416,10 +481,23 @@ struct relay::impl {
            " status=" + status + " (" + r.reply + ")");
     }
 
+    // A copy delivered from memory goes to outbound/ once something outlives this attempt (a
+    // recipient to retry, a state to save beside a DSN): from then on the spool has it like any other.
+    const bool wants_dsn = !sum.newly_failed.empty() && job->setup->bounce && !job->is_dsn;
+    if (job->from_memory && (!sum.finished || wants_dsn)) {
+      if (auto ec = spool_.store_outbound(job->id, job->message.body, env, outbound_durability::raw_copy_kept)) {
+        error(job->id + ": cannot spool the sanitized message: " + ec.message() + "; retrying later");
+        schedule_retry(job->id, stage::deliver);
+        co_return;
+      }
+      forget_in_memory(job->id);
+      job->from_memory = false;
+    }
+
     bool dsn_spooled = false;
     // The DSN is spooled before the failures are recorded: a crash in between sends the failed
     // recipients once more (and perhaps a second DSN), it never loses the DSN.
-    if (!sum.newly_failed.empty() && job->setup->bounce && !job->is_dsn) {
+    if (wants_dsn) {
       if (auto dsn = build_dsn(job->message, sum.newly_failed, job->setup->dsn, now)) {
         const std::string dsn_id = new_queue_id();
         if (auto ec = spool_.store_outbound(dsn_id, dsn->body, dsn->envelope)) {
@@ -447,7 +525,7 @@ struct relay::impl {
     n.recipients_failed += sum.failed;
     n.recipients_deferred += sum.deferred;
     if (sum.finished) {
-      if (auto ec = spool_.finish(job->id, state)) {
+      if (auto ec = finish_job(*job, state)) {
         error(job->id + ": cannot remove the delivered message: " + ec.message() + "; retrying later");
         schedule_retry(job->id, stage::deliver);
         co_return;
@@ -585,7 +663,8 @@ relay::relay(const config::mukai_config& config, relay_options options, logger& 
   m.info("spool " + config.spool.dir.string() + " recovered: " + std::to_string(r.incoming) + " incoming, " +
          std::to_string(r.outbound) + " outbound, " + std::to_string(r.deferred) + " deferred; purged " +
          std::to_string(r.purged_tmp) + " unacknowledged, requeued " + std::to_string(r.requeued_active) +
-         " interrupted, " + std::to_string(r.superseded) + " superseded copies");
+         " interrupted, " + std::to_string(r.superseded) + " superseded copies, " +
+         std::to_string(r.discarded_unsynced) + " unsynced sanitized copies to redo");
   m.n.corrupt += r.corrupt;
   for (auto& name : r.corrupt_names)
     m.error("spool: a file failed verification at start-up and was moved to corrupt/" + name);

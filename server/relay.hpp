@@ -2,9 +2,14 @@
 // takes (ARCHITECTURE.md "One message, end to end"):
 //
 //   smtp_server --commit--> incoming/ID --claim--> active/ID --sanitizer worker--> quarantine
-//        (250 after fsync)                                  \--store_outbound--> outbound/ID
-//   outbound/ID --deliver--> next hop: delivered -> finish | 4xx -> deferred/ID (back-off) |
-//                                      5xx or expiry -> DSN spooled as a new outbound message
+//        (250 after fsync)                                  \--sanitized copy, in memory--+
+//   (sanitized copy) --deliver--> next hop: delivered -> finish (active/ID removed) |
+//        4xx -> written to deferred/ID (back-off) | 5xx or expiry -> DSN spooled as a new message
+//
+// active/ID, the raw copy made durable at the 250, stays until the message is finished: so the
+// sanitized copy needs no fsync of its own, and its first delivery attempt runs from memory (up to
+// 64 MiB of copies; beyond that they are written to outbound/ unsynced). A crash loses nothing:
+// recovery sanitizes active/ID again. One data fsync per message, as a plain MTA.
 //
 // Stages and their threads:
 //  - I/O: an io_context run by `io_threads` threads: SMTP sessions, and one coroutine per delivery
@@ -22,7 +27,7 @@
 //    the schedule, so messages deferred before a restart are retried on time.
 //
 // Never losing a message: every stage reads its input from the spool and removes it only after its
-// output is durable (spool.hpp's transitions). start() first runs spool::recover(), so whatever a
+// output is durable or re-creatable from a durable copy (spool.hpp's transitions). start() first runs spool::recover(), so whatever a
 // crash interrupted resumes: incoming/ and active/ are sanitized (again), outbound/ is delivered,
 // deferred/ waits for its time. A local error never drops a message: it stays where it is and is
 // retried. Delivery is at-least-once; the duplicate window is the moment between the next hop's

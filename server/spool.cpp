@@ -790,6 +790,7 @@ struct spool_writer::impl {
   std::uint64_t size = 0;
   std::uint64_t limit = 0;
   bool open = false;  // the temporary exists and may still be committed
+  bool raw_copy_kept = false;  // outbound without fsyncs; active/ID stays the durable copy
   std::error_code failure;
 
   ~impl() { discard(); }
@@ -868,6 +869,7 @@ boost::system::result<std::string, std::error_code> spool_writer::commit() {
   if (!digest) return w.fail(make_error_code(spool_errc::crypto_failed));
   w.buffer += encode_trailer(w.size, *digest);
   if (auto ec = w.flush()) return w.fail(ec);
+  if (w.raw_copy_kept) return commit_unsynced();
   // The data must be on stable storage BEFORE the name appears in the state directory: otherwise a
   // crash can leave a complete-looking name over missing or zero-filled blocks (delayed allocation),
   // and a message we acknowledged would be lost or corrupt.
@@ -915,6 +917,23 @@ boost::system::result<std::string, std::error_code> spool_writer::commit() {
       return ec;
     }
   }
+  return w.id;
+}
+
+// The raw_copy_kept variant: the same publication without a single fsync. Whatever a crash does to
+// outbound/ID (missing, empty, torn), active/ID is still there, durable since its own commit, and
+// recovery makes the sanitized copy again. So the raw copy is not touched here.
+boost::system::result<std::string, std::error_code> spool_writer::commit_unsynced() {
+  impl& w = *impl_;
+  spool& s = *w.owner;
+  if (auto ec = w.file->close()) return w.fail(ec);
+  const fs::path final_path = s.dir(spool_state::outbound) / w.id;
+  if (auto ec = w.ops->rename_no_replace(w.tmp_path, final_path)) {
+    // An earlier attempt published its copy (see commit): keep it.
+    if (!is_errc(ec, std::errc::file_exists)) return w.fail(ec);
+    w.discard();
+  }
+  w.open = false;
   return w.id;
 }
 
@@ -994,11 +1013,13 @@ std::error_code spool::ensure_layout() {
 }
 
 boost::system::result<spool_writer, std::error_code> spool::start_writer(std::string id, spool_state target,
-                                                                         const spool_envelope& envelope) {
+                                                                         const spool_envelope& envelope,
+                                                                         outbound_durability durability) {
   auto w = std::make_unique<spool_writer::impl>();
   w->owner = this;
   w->ops = &ops_;
   w->target = target;
+  w->raw_copy_kept = target == spool_state::outbound && durability == outbound_durability::raw_copy_kept;
   w->limit = target == spool_state::incoming ? options_.max_message_size : options_.max_outbound_size;
   w->md = new_sha256();
   if (!w->md) return make_error_code(spool_errc::crypto_failed);
@@ -1032,18 +1053,19 @@ boost::system::result<spool_writer, std::error_code> spool::start_writer(std::st
 }
 
 boost::system::result<spool_writer, std::error_code> spool::begin(const spool_envelope& envelope) {
-  return start_writer({}, spool_state::incoming, envelope);
+  return start_writer({}, spool_state::incoming, envelope, outbound_durability::durable);
 }
 
 boost::system::result<spool_writer, std::error_code> spool::begin_outbound(std::string_view id,
-                                                                           const spool_envelope& envelope) {
+                                                                           const spool_envelope& envelope,
+                                                                           outbound_durability durability) {
   if (!validate_queue_id(id)) return make_error_code(spool_errc::invalid_id);
-  return start_writer(std::string(id), spool_state::outbound, envelope);
+  return start_writer(std::string(id), spool_state::outbound, envelope, durability);
 }
 
 std::error_code spool::store_outbound(std::string_view id, std::string_view sanitized,
-                                      const spool_envelope& envelope) {
-  auto w = begin_outbound(id, envelope);
+                                      const spool_envelope& envelope, outbound_durability durability) {
+  auto w = begin_outbound(id, envelope, durability);
   if (!w) return w.error();
   if (auto ec = w->append(sanitized)) return ec;
   auto committed = w->commit();
@@ -1189,16 +1211,22 @@ boost::system::result<delivery_state, std::error_code> spool::load_delivery_stat
   if (!where) return errno_code(ENOENT);
   auto envelope = read_envelope(*where, id);
   if (!envelope) return envelope.error();
+  return load_delivery_state(id, *envelope);
+}
+
+boost::system::result<delivery_state, std::error_code> spool::load_delivery_state(
+    std::string_view id, const spool_envelope& envelope) const {
+  if (!validate_queue_id(id)) return make_error_code(spool_errc::invalid_id);
   auto bytes =
       read_whole_file(dirs_[delivery_dir] / std::string(id), max_delivery_state_size, spool_errc::corrupt);
   if (!bytes) {
     if (!is_errc(bytes.error(), std::errc::no_such_file_or_directory)) return bytes.error();
     delivery_state fresh;
-    fresh.recipients.resize(envelope->recipients.size());
+    fresh.recipients.resize(envelope.recipients.size());
     return fresh;
   }
   auto state = parse_delivery_state(*bytes);
-  if (!state || state->recipients.size() != envelope->recipients.size())
+  if (!state || state->recipients.size() != envelope.recipients.size())
     return make_error_code(spool_errc::corrupt);
   return std::move(*state);
 }
@@ -1288,6 +1316,28 @@ std::error_code spool::finish(std::string_view id, const delivery_state& settled
   // never a message without its state (which would be delivered to every recipient again).
   if (auto ec = ops_.unlink(dir(*where) / std::string(id))) return ec;
   if (auto ec = sync_dir(*where == spool_state::outbound ? outbound_dir : deferred_dir)) return ec;
+  // Then the raw backup (raw_copy_kept), durably: a raw copy that came back would be sanitized and
+  // delivered again. A crash between the two syncs does exactly that once (a saved state still
+  // spares the recipients it records): the at-least-once window, kept to one directory fsync.
+  std::error_code ec = ops_.unlink(dir(spool_state::active) / std::string(id));
+  if (!ec) {
+    if (auto sec = sync_dir(active_dir)) return sec;
+  } else if (!is_errc(ec, std::errc::no_such_file_or_directory)) {
+    return ec;
+  }
+  ec = ops_.unlink(dirs_[delivery_dir] / std::string(id));
+  if (ec && !is_errc(ec, std::errc::no_such_file_or_directory)) return ec;
+  return {};
+}
+
+std::error_code spool::finish_unspooled(std::string_view id) {
+  if (!validate_queue_id(id)) return make_error_code(spool_errc::invalid_id);
+  // With a sanitized copy in outbound/ or deferred/ only finish() may remove the raw one: that copy
+  // would otherwise be delivered again.
+  if (locate_sanitized(id)) return errno_code(EEXIST);
+  if (auto ec = ops_.unlink(dir(spool_state::active) / std::string(id))) return ec;
+  // Durable before we forget the message: a raw copy that came back would be delivered again.
+  if (auto ec = sync_dir(active_dir)) return ec;
   const std::error_code ec = ops_.unlink(dirs_[delivery_dir] / std::string(id));
   if (ec && !is_errc(ec, std::errc::no_such_file_or_directory)) return ec;
   return {};
@@ -1366,6 +1416,13 @@ std::error_code spool::recover_sanitized(spool_state state, recovery_report& rep
     const std::error_code ec = verify_file(state, name);
     if (!ec) continue;
     if (!is_spool_error(ec)) return ec;  // an I/O error: stop, the administrator must look
+    if (exists_no_follow(dir(spool_state::active) / name) || exists_no_follow(dir(spool_state::incoming) / name)) {
+      // A raw_copy_kept copy that a crash caught before its blocks reached the disk: expected, not
+      // an alert. The raw copy is sanitized again (and its delivery state, if any, is kept).
+      if (auto uec = ops_.unlink(p)) return uec;
+      ++report.discarded_unsynced;
+      continue;
+    }
     auto moved = move_to_corrupt_unsynced(p, name, to_string(state));
     if (!moved) return moved.error();
     ++report.corrupt;
@@ -1384,10 +1441,30 @@ std::error_code spool::recover_raw(spool_state state, recovery_report& report) {
     }
     const fs::path p = dir(state) / name;
     if (locate_sanitized(name)) {
-      // The sanitized copy was made durable (and verified above) before the raw one was to be
-      // removed: the crash came in between. Sanitizing again would only duplicate the delivery.
-      if (auto ec = ops_.unlink(p)) return ec;
-      ++report.superseded;
+      // A verified sanitized copy (checked above) exists: sanitizing again would only duplicate the
+      // delivery. The raw copy stays as its backup in active/ until finish(): the sanitized copy may
+      // be an unsynced raw_copy_kept one that verified from the page cache after a process crash and
+      // could still be lost to a power failure.
+      const std::error_code vec = verify_file(state, name);
+      if (vec && !is_spool_error(vec)) return vec;
+      if (vec) {
+        auto moved = move_to_corrupt_unsynced(p, name, to_string(state));
+        if (!moved) return moved.error();
+        ++report.corrupt;
+        report.corrupt_names.push_back(std::move(*moved));
+        continue;
+      }
+      if (state == spool_state::incoming) {
+        // A claim undone by the crash. One raw copy is enough: keep active/'s if it is there.
+        const std::error_code rec = ops_.rename_no_replace(p, dir(spool_state::active) / name);
+        if (rec && !is_errc(rec, std::errc::file_exists)) return rec;
+        if (rec) {
+          if (auto uec = ops_.unlink(p)) return uec;
+          ++report.superseded;
+          continue;
+        }
+      }
+      ++report.kept_raw;
       continue;
     }
     if (state == spool_state::active) {

@@ -21,11 +21,18 @@
 //                        Only after commit() returns success may "250 ... queued as ID" be sent.
 //   claim_incoming       incoming/ID -> active/ID, no sync: if the rename is lost in a crash the
 //                        message is simply sanitized from incoming/ again (sanitizing is idempotent).
-//   begin_outbound + commit, store_outbound
+//   begin_outbound + commit, store_outbound (outbound_durability::durable: DSNs, released originals,
+//                        anything without a raw copy in active/)
 //                        tmp/ID.out.* -> outbound/ID, fsync file, sync outbound/, THEN unlink active/ID
 //                        and sync active/. A crash between the two leaves both copies; recover()
-//                        sees the verified outbound/ID and deletes the raw copy. Duplicate work at
-//                        worst, never loss, and no duplicate delivery.
+//                        keeps both (the raw one as the backup, see below). Never loss, no duplicate.
+//   store_outbound (outbound_durability::raw_copy_kept: the relay's sanitized copies)
+//                        tmp/ID.out.* -> outbound/ID with NO fsync at all, and active/ID stays: the raw
+//                        copy, durable since commit, is the backup until finish(). A crash may leave
+//                        outbound/ID missing, empty or torn; recover() then deletes it and the raw copy
+//                        is sanitized again (sanitizing is deterministic up to the quarantine ID). This
+//                        saves a data fsync and two directory syncs per message: the raw copy was
+//                        already made durable once, and the sanitized one can always be made again.
 //   remove_active        unlink active/ID, sync active/ (after the original was durably quarantined:
 //                        a held message's terminal state).
 //   save_delivery_state  delivery/ID replaced atomically (fsynced). Record results right after the
@@ -33,13 +40,23 @@
 //   defer                delivery/ID gets next_attempt, then outbound/ID -> deferred/ID, no sync: a
 //                        lost rename only brings the retry forward.
 //   requeue_deferred     deferred/ID -> outbound/ID, no sync (a lost rename delays the retry).
-//   finish               all recipients delivered or failed: unlink the message, sync its directory
-//                        (a resurrected file would be delivered again), then unlink delivery/ID.
+//   (no outbound copy)   the relay's first delivery attempt uses the sanitized copy in memory; it is
+//                        written (raw_copy_kept) only when a recipient remains to retry or a DSN is
+//                        due. A crash meanwhile loses nothing: active/ID is sanitized again.
+//   finish_unspooled     settled from memory: unlink active/ID, sync active/, unlink delivery/ID.
+//   finish               all recipients delivered or failed: unlink the sanitized copy, sync its
+//                        directory (a resurrected file would be delivered again), then unlink the raw
+//                        copy active/ID if there is one and sync active/ (a resurrected raw copy would
+//                        be sanitized and delivered again), then unlink delivery/ID. A crash between
+//                        the two syncs resurrects at most the raw copy: one duplicate delivery, the
+//                        documented at-least-once window.
 //
 // recover() (start-up, before anything else touches the spool): purges tmp/, verifies every file of
-// outbound/, deferred/ and incoming/ (moving bad ones to corrupt/), deletes raw copies (incoming/,
-// active/) of IDs that have a verified sanitized copy, moves active/ back to incoming/, deletes
-// delivery states without a message and moves unparsable ones to corrupt/ (that message restarts with
+// outbound/, deferred/ and incoming/: a sanitized copy that does not verify is deleted when its raw
+// copy exists (an unsynced copy torn by a crash: it is made again) and moved to corrupt/ otherwise,
+// like any other bad file. A raw copy next to a verified sanitized copy is kept as its backup in
+// active/ (one in incoming/ moves there); a raw copy without one goes back to incoming/. Delivery
+// states without a message are deleted, unparsable ones moved to corrupt/ (that message restarts with
 // every recipient pending: duplicates, never a loss). Idempotent: if it fails half-way (an I/O error)
 // it can simply run again. It reads every byte of the spool once (SHA-256 at disk speed).
 //
@@ -135,6 +152,8 @@ enum class spool_state : std::uint8_t { incoming, active, outbound, deferred, co
 [[nodiscard]] std::string_view to_string(spool_state s) noexcept;
 
 enum class spool_body_type : std::uint8_t { unspecified, seven_bit, eight_bit_mime };
+// How store_outbound makes a sanitized copy durable (see the transitions above).
+enum class outbound_durability : std::uint8_t { durable, raw_copy_kept };
 enum class spool_dsn_ret : std::uint8_t { unspecified, full, headers };
 
 struct spool_recipient {
@@ -204,7 +223,9 @@ struct delivery_state {
 struct recovery_report {
   std::size_t purged_tmp = 0;       // unacknowledged files deleted from tmp/
   std::size_t requeued_active = 0;  // active/ -> incoming/
-  std::size_t superseded = 0;       // raw or duplicate copies deleted: a verified later copy exists
+  std::size_t superseded = 0;       // duplicate copies deleted: a verified copy of the same file exists
+  std::size_t discarded_unsynced = 0;  // unsynced sanitized copies that did not verify; raw copy kept
+  std::size_t kept_raw = 0;         // raw copies kept in active/ as the backup of a sanitized copy
   std::size_t corrupt = 0;          // files moved to corrupt/ by this run: raise an alert
   std::size_t orphan_states = 0;    // delivery/ files without a message (or leftover temporaries)
   std::size_t unknown_entries = 0;  // names that are not ours, left alone
@@ -255,6 +276,7 @@ class spool_writer {
 
  private:
   friend class spool;
+  boost::system::result<std::string, std::error_code> commit_unsynced();
   struct impl;
   explicit spool_writer(std::unique_ptr<impl> p) noexcept;
   std::unique_ptr<impl> impl_;
@@ -278,13 +300,17 @@ class spool {
   // Starts a new message for incoming/ under a fresh queue ID (the tmp/ file is created here).
   [[nodiscard]] boost::system::result<spool_writer, std::error_code> begin(const spool_envelope& envelope);
   // Starts the sanitized copy of `id` for outbound/ (or a new message we generate, such as a DSN,
-  // under a fresh ID). Its commit publishes outbound/ID, then deletes active/ID if present. If
-  // outbound/ID exists already (a retry after an error), commit keeps that copy and succeeds.
+  // under a fresh ID). Its commit publishes outbound/ID; durable: fsyncs and then deletes active/ID
+  // if present; raw_copy_kept: no fsync, active/ID stays until finish() (see the transitions above;
+  // only for an ID whose raw copy is in active/). If outbound/ID exists already (a retry after an
+  // error), commit keeps that copy and succeeds.
   [[nodiscard]] boost::system::result<spool_writer, std::error_code> begin_outbound(
-      std::string_view id, const spool_envelope& envelope);
+      std::string_view id, const spool_envelope& envelope,
+      outbound_durability durability = outbound_durability::durable);
   // begin_outbound + append + commit for a message already in memory.
   [[nodiscard]] std::error_code store_outbound(std::string_view id, std::string_view sanitized,
-                                               const spool_envelope& envelope);
+                                               const spool_envelope& envelope,
+                                               outbound_durability durability = outbound_durability::durable);
 
   // incoming/ID -> active/ID (ENOENT if another owner took it or it is gone).
   [[nodiscard]] std::error_code claim_incoming(std::string_view id);
@@ -314,6 +340,10 @@ class spool {
   // corrupt if the saved state does not parse or does not match the envelope's recipients.
   [[nodiscard]] boost::system::result<delivery_state, std::error_code> load_delivery_state(
       std::string_view id) const;
+  // The same for a sanitized copy that is not in the spool (delivered from memory, see
+  // finish_unspooled), whose envelope the caller has.
+  [[nodiscard]] boost::system::result<delivery_state, std::error_code> load_delivery_state(
+      std::string_view id, const spool_envelope& envelope) const;
   // Replaces delivery/ID atomically and durably. The message must be in outbound/ or deferred/.
   [[nodiscard]] std::error_code save_delivery_state(std::string_view id, const delivery_state& state);
   // Sets next_attempt in the saved state, then moves outbound/ID to deferred/ID (already in deferred/:
@@ -339,6 +369,11 @@ class spool {
   // fsyncs. A crash before the removal is durable leaves the message with its previous state: those
   // recipients are sent again (the same at-least-once window as between a reply and its save).
   [[nodiscard]] std::error_code finish(std::string_view id, const delivery_state& settled);
+
+  // Removes a message that was delivered (every recipient settled) from a sanitized copy that never
+  // went to outbound/ (the relay's first attempt from memory): unlinks active/ID, syncs active/,
+  // then unlinks delivery/ID if any. EEXIST if a sanitized copy is in the spool (use finish()).
+  [[nodiscard]] std::error_code finish_unspooled(std::string_view id);
 
   // Metrics.
   [[nodiscard]] boost::system::result<spool_counts, std::error_code> counts() const;
@@ -375,7 +410,7 @@ class spool {
   [[nodiscard]] const std::filesystem::path& dir(spool_state s) const noexcept;
   [[nodiscard]] std::error_code sync_dir(dir_index d);
   [[nodiscard]] boost::system::result<spool_writer, std::error_code> start_writer(
-      std::string id, spool_state target, const spool_envelope& envelope);
+      std::string id, spool_state target, const spool_envelope& envelope, outbound_durability durability);
   [[nodiscard]] std::optional<spool_state> locate_sanitized(std::string_view id) const;
   [[nodiscard]] std::error_code verify_file(spool_state state, std::string_view id) const;
   [[nodiscard]] boost::system::result<std::string, std::error_code> move_to_corrupt_unsynced(

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -95,15 +96,17 @@ class mukai_instance {
   std::string log_text() const { return read_file_or_empty(log_path()); }
 
   // Messages anywhere in the spool but corrupt/ (incoming, active, outbound, deferred, tmp).
+  // Messages in the spool: distinct names across its state directories (a message waiting for
+  // delivery has its sanitized copy in outbound/ or deferred/ and its raw backup in active/).
   std::size_t spool_count() const {
-    std::size_t n = 0;
+    std::set<std::string> names;
     for (const char* d : {"tmp", "incoming", "active", "outbound", "deferred"}) {
       std::error_code ec;
       for (auto it = std::filesystem::directory_iterator(spool_dir() / d, ec);
            !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-        ++n;
+        names.insert(it->path().filename().string());
     }
-    return n;
+    return names.size();
   }
   std::size_t corrupt_count() const {
     std::size_t n = 0;

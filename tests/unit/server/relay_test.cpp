@@ -218,6 +218,16 @@ TEST_CASE("relay: next hop down, deferred; next hop up, delivered exactly once")
   }
   REQUIRE(wait_until([&] { return a.counters().recipients_deferred >= 10; }));
   CHECK(a.counters().messages_finished == 0);
+  // The first attempt ran from memory; a deferred message is written to deferred/ and keeps its raw
+  // copy in active/ as the durable backup.
+  const auto dir_names = [&](const char* d) {
+    std::set<std::string> names;
+    for (auto& e : fs::directory_iterator(tmp.path() / "a" / "spool" / d)) names.insert(e.path().filename().string());
+    return names;
+  };
+  REQUIRE(wait_until([&] { return dir_names("deferred").size() == 5; }));
+  CHECK(dir_names("active") == dir_names("deferred"));
+  CHECK(dir_names("outbound").empty());
 
   // B comes up on the port A keeps trying.
   server::relay b(relay_config(tmp.path() / "b", {"maildir:" + out.string()}, b_port), fast_options(), log);

@@ -609,11 +609,12 @@ TEST_CASE("store_outbound under a failure of each file operation: never lost, on
       REQUIRE(report.has_value());
       CHECK(report->corrupt == 0);
       CHECK(names_in(f.at("tmp")).empty());
-      CHECK(names_in(f.at("active")).empty());
       const bool in_incoming = fs::exists(f.at("incoming") / id);
       const bool in_outbound = fs::exists(f.at("outbound") / id);
-      CHECK(in_incoming != in_outbound);  // exactly one copy: re-sanitize or deliver, never both
+      CHECK(in_incoming != in_outbound);  // re-sanitize or deliver, never both
       CHECK(in_outbound == out_there);
+      // A raw copy that survived next to the sanitized one stays as its backup until finish().
+      CHECK(fs::exists(f.at("active") / id) == (out_there && raw_there));
       if (in_incoming) {
         CHECK(s.read(spool_state::incoming, id)->body == raw);
         // The retry after recovery completes the transition.
@@ -621,7 +622,7 @@ TEST_CASE("store_outbound under a failure of each file operation: never lost, on
         REQUIRE_FALSE(s.store_outbound(id, sanitized, env));
       }
       CHECK(s.read(spool_state::outbound, id)->body == sanitized);
-      CHECK(s.counts()->active == 0);
+      CHECK(s.counts()->active == (out_there && raw_there ? 1u : 0u));
     }
   }
 }
@@ -656,7 +657,7 @@ TEST_CASE("recover: purge tmp/, active/ back to incoming/, bad files to corrupt/
   const std::string extra = commit_message(s, env, body);
   const std::string renamed = commit_message(s, env, body);
   // Crash after outbound/ID became durable, before active/ID was removed; and then the sanitized
-  // copy turns out bad: the raw copy must be sanitized again.
+  // copy turns out bad: it is discarded (no alert: the raw copy is there) and sanitized again.
   const std::string bad_out = commit_message(s, env, body);
   REQUIRE_FALSE(s.claim_incoming(bad_out));
   const std::string bad_out_raw = read_file(f.at("active") / bad_out);
@@ -689,11 +690,12 @@ TEST_CASE("recover: purge tmp/, active/ back to incoming/, bad files to corrupt/
   REQUIRE(report.has_value());
   CHECK(report->purged_tmp == 2);
   CHECK(report->requeued_active == 2);  // `claimed`, and `bad_out` whose sanitized copy is bad
-  CHECK(report->corrupt == 7);          // truncated, 2 flips, extra, renamed, bad outbound, symlink
+  CHECK(report->corrupt == 6);          // truncated, 2 flips, extra, renamed, symlink
+  CHECK(report->discarded_unsynced == 1);  // bad outbound
   CHECK(report->unknown_entries == 1);
   CHECK(report->incoming == 3);
   CHECK(report->outbound == 0);
-  CHECK(report->corrupt_names.size() == 7);
+  CHECK(report->corrupt_names.size() == 6);
 
   CHECK(names_in(f.at("tmp")).empty());
   CHECK(names_in(f.at("active")).empty());
@@ -703,11 +705,11 @@ TEST_CASE("recover: purge tmp/, active/ back to incoming/, bad files to corrupt/
   CHECK(corrupt.count(truncated + ".incoming") == 1);
   CHECK(corrupt.count(flipped_body + ".incoming") == 1);
   CHECK(corrupt.count(other + ".incoming") == 1);
-  CHECK(corrupt.count(bad_out + ".outbound") == 1);
+  CHECK(corrupt.count(bad_out + ".outbound") == 0);
   // Kept byte for byte for the administrator.
   CHECK(read_file(f.at("corrupt") / (truncated + ".incoming")) == original_truncated);
   CHECK(*s.list(spool_state::corrupt) == std::vector<std::string>(corrupt.begin(), corrupt.end()));
-  CHECK(s.counts()->corrupt == 7);
+  CHECK(s.counts()->corrupt == 6);
 
   // Idempotent: a second run changes nothing.
   auto again = s.recover();
@@ -719,31 +721,191 @@ TEST_CASE("recover: purge tmp/, active/ back to incoming/, bad files to corrupt/
   CHECK(names_in(f.at("corrupt")) == corrupt);
 }
 
-TEST_CASE("recover: a raw copy next to a verified sanitized copy is superseded, not sanitized again") {
+TEST_CASE("recover: a raw copy next to a verified sanitized copy is kept as its backup, not sanitized again") {
   fixture f;
   spool s(f.root, f.posix);
   const spool_envelope env = simple_envelope();
   const std::string a = commit_message(s, env, "raw a");
   const std::string b = commit_message(s, env, "raw b");
+  const std::string c = commit_message(s, env, "raw c");
   REQUIRE_FALSE(s.claim_incoming(a));
   REQUIRE_FALSE(s.claim_incoming(b));
-  // Crash after outbound/ID became durable, before active/ID was removed: simulate by copying back.
+  REQUIRE_FALSE(s.claim_incoming(c));
+  // Crash after a durable outbound/ID, before active/ID was removed: simulate by copying back.
   const std::string raw_a = read_file(f.at("active") / a);
   REQUIRE_FALSE(s.store_outbound(a, "clean a", env));
   write_raw(f.at("active") / a, raw_a);
-  // The same for a copy in incoming/ (an active/ -> incoming/ move of an earlier recovery).
+  // The same with the raw copy in incoming/ (a claim undone by the crash).
   const std::string raw_b = read_file(f.at("active") / b);
   REQUIRE_FALSE(s.store_outbound(b, "clean b", env));
   write_raw(f.at("incoming") / b, raw_b);
+  // The relay's way: the raw copy stays in active/ by design.
+  REQUIRE_FALSE(s.store_outbound(c, "clean c", env, outbound_durability::raw_copy_kept));
 
   auto report = s.recover();
   REQUIRE(report.has_value());
-  CHECK(report->superseded == 2);
+  CHECK(report->kept_raw == 3);
+  CHECK(report->superseded == 0);
   CHECK(report->requeued_active == 0);
   CHECK(report->incoming == 0);
-  CHECK(report->outbound == 2);
-  CHECK(names_in(f.at("active")).empty());
+  CHECK(report->outbound == 3);
+  CHECK(names_in(f.at("active")) == std::set<std::string>{a, b, c});
   CHECK(names_in(f.at("incoming")).empty());
+  CHECK(s.read(spool_state::active, b)->body == "raw b");
+  // Recovery is idempotent, and finish() removes both copies.
+  REQUIRE(s.recover().has_value());
+  CHECK(names_in(f.at("active")).size() == 3);
+  for (const auto& id : {a, b, c}) {
+    auto st = s.load_delivery_state(id);
+    REQUIRE(st.has_value());
+    for (auto& r : st->recipients) r.status = recipient_status::delivered;
+    REQUIRE_FALSE(s.finish(id, *st));
+  }
+  CHECK(names_in(f.at("active")).empty());
+  CHECK(names_in(f.at("outbound")).empty());
+}
+
+TEST_CASE("raw_copy_kept: no fsync on store; finish removes the sanitized copy, then the raw one, durably") {
+  fixture f;
+  const spool_envelope env = simple_envelope();
+  std::string id;
+  {
+    spool s(f.root, f.posix);
+    id = commit_message(s, env, binary_body(100000));
+    REQUIRE_FALSE(s.claim_incoming(id));
+  }
+  recording_file_ops rec(f.root);
+  spool s(f.root, rec);
+  REQUIRE_FALSE(s.store_outbound(id, binary_body(120000), env, outbound_durability::raw_copy_kept));
+  auto log = rec.take();
+  REQUIRE(log.size() >= 3);
+  CHECK(log.front().rfind("create tmp/" + id + ".out.", 0) == 0);
+  CHECK(std::none_of(log.begin(), log.end(), [](const std::string& l) { return l.rfind("sync", 0) == 0; }));
+  CHECK(log.back().rfind("rename_no_replace tmp/" + id + ".out.", 0) == 0);
+  CHECK(log.back().ends_with(" outbound/" + id));
+  CHECK(fs::exists(f.at("active") / id));
+  CHECK(s.read(spool_state::outbound, id)->body == binary_body(120000));
+  CHECK(s.locate(id) == spool_state::outbound);
+
+  auto st = s.load_delivery_state(id);
+  REQUIRE(st.has_value());
+  for (auto& r : st->recipients) r.status = recipient_status::delivered;
+  rec.take();
+  REQUIRE_FALSE(s.finish(id, *st));
+  log = rec.take();
+  const std::vector<std::string> expected = {"unlink outbound/" + id, "sync_dir outbound", "unlink active/" + id,
+                                             "sync_dir active", "unlink delivery/" + id};
+  CHECK(log == expected);
+  CHECK_FALSE(s.locate(id).has_value());
+}
+
+TEST_CASE("finish_unspooled: a message delivered from memory leaves nothing; refused beside a sanitized copy") {
+  fixture f;
+  const spool_envelope env = simple_envelope();
+  std::string id, other;
+  {
+    spool s(f.root, f.posix);
+    id = commit_message(s, env, "raw");
+    other = commit_message(s, env, "raw other");
+    REQUIRE_FALSE(s.claim_incoming(id));
+    REQUIRE_FALSE(s.claim_incoming(other));
+    REQUIRE_FALSE(s.store_outbound(other, "clean", env, outbound_durability::raw_copy_kept));
+  }
+  recording_file_ops rec(f.root);
+  spool s(f.root, rec);
+  // No outbound copy: the state comes from the caller's envelope, all pending.
+  auto st = s.load_delivery_state(id, env);
+  REQUIRE(st.has_value());
+  CHECK(st->recipients.size() == env.recipients.size());
+  CHECK_FALSE(st->done());
+  rec.take();
+  REQUIRE_FALSE(s.finish_unspooled(id));
+  const std::vector<std::string> expected = {"unlink active/" + id, "sync_dir active", "unlink delivery/" + id};
+  CHECK(rec.take() == expected);
+  CHECK_FALSE(s.locate(id).has_value());
+  // With a sanitized copy in the spool only finish() may remove the raw one.
+  CHECK(s.finish_unspooled(other) == std::errc::file_exists);
+  CHECK(fs::exists(f.at("active") / other));
+  CHECK(s.finish_unspooled("../x") == spool_errc::invalid_id);
+}
+
+TEST_CASE("recover: a torn raw_copy_kept copy is discarded (no alert) and the raw copy sanitized again") {
+  fixture f;
+  spool s(f.root, f.posix);
+  const spool_envelope env = simple_envelope();
+  const std::string raw = binary_body(30000);
+  const std::string sanitized = "Subject: clean\r\n\r\n" + std::string(40000, 's');
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(commit_message(s, env, raw));
+    REQUIRE_FALSE(s.claim_incoming(ids.back()));
+    REQUIRE_FALSE(s.store_outbound(ids.back(), sanitized, env, outbound_durability::raw_copy_kept));
+  }
+  // What a power failure can leave of unsynced data: a cut file, an empty one, zero-filled blocks;
+  // and one torn copy that had been deferred with a saved state (a recipient already delivered).
+  const std::string whole = read_file(f.at("outbound") / ids[0]);
+  write_raw(f.at("outbound") / ids[0], whole.substr(0, whole.size() / 2));
+  write_raw(f.at("outbound") / ids[1], "");
+  write_raw(f.at("outbound") / ids[2], std::string(whole.size(), '\0'));
+  auto st = s.load_delivery_state(ids[3]);
+  REQUIRE(st.has_value());
+  st->recipients[0].status = recipient_status::delivered;
+  REQUIRE_FALSE(s.save_delivery_state(ids[3], *st));
+  REQUIRE_FALSE(s.defer(ids[3], clock_type::now()));
+  write_raw(f.at("deferred") / ids[3], whole.substr(0, 100));
+
+  auto report = s.recover();
+  REQUIRE(report.has_value());
+  CHECK(report->discarded_unsynced == 4);
+  CHECK(report->corrupt == 0);
+  CHECK(report->requeued_active == 4);
+  CHECK(names_in(f.at("outbound")).empty());
+  CHECK(names_in(f.at("deferred")).empty());
+  CHECK(names_in(f.at("corrupt")).empty());
+  CHECK(names_in(f.at("incoming")) == std::set<std::string>(ids.begin(), ids.end()));
+  for (const auto& id : ids) CHECK(s.read(spool_state::incoming, id)->body == raw);
+  // The recorded delivery survives, so that recipient is not sent the message twice.
+  REQUIRE_FALSE(s.claim_incoming(ids[3]));
+  REQUIRE_FALSE(s.store_outbound(ids[3], sanitized, env, outbound_durability::raw_copy_kept));
+  auto again = s.load_delivery_state(ids[3]);
+  REQUIRE(again.has_value());
+  CHECK(again->recipients[0].status == recipient_status::delivered);
+  CHECK(again->recipients[1].status == recipient_status::pending);
+}
+
+TEST_CASE("raw_copy_kept under a failure of each file operation: the raw copy is always there") {
+  const std::string raw = binary_body(50000);
+  const std::string sanitized = "Subject: clean\r\n\r\n" + std::string(60000, 's');
+  const spool_envelope env = simple_envelope();
+  for (std::size_t i = 0; i < 6; ++i) {
+    CAPTURE(i);
+    fixture f;
+    std::string id;
+    {
+      spool s(f.root, f.posix);
+      id = commit_message(s, env, raw);
+      REQUIRE_FALSE(s.claim_incoming(id));
+    }
+    fault_injecting_file_ops ops(f.posix);
+    ops.fail_at(i, EIO, fault_injecting_file_ops::mode::single);
+    {
+      spool s(f.root, ops);
+      const auto ec = s.store_outbound(id, sanitized, env, outbound_durability::raw_copy_kept);
+      CHECK((!ec || ec == std::errc::io_error));
+    }
+    CHECK(fs::exists(f.at("active") / id));
+    spool s(f.root, f.posix);
+    auto report = s.recover();
+    REQUIRE(report.has_value());
+    CHECK(report->corrupt == 0);
+    CHECK(names_in(f.at("tmp")).empty());
+    if (fs::exists(f.at("outbound") / id)) {
+      CHECK(s.read(spool_state::outbound, id)->body == sanitized);
+      CHECK(fs::exists(f.at("active") / id));
+    } else {
+      CHECK(s.read(spool_state::incoming, id)->body == raw);
+    }
+  }
 }
 
 TEST_CASE("recover: a claim replayed half (same ID in incoming/ and active/) keeps one copy") {
@@ -769,7 +931,7 @@ TEST_CASE("recover: a claim replayed half (same ID in incoming/ and active/) kee
 }
 
 TEST_CASE("recover under a failure of each file operation converges to the same spool") {
-  // A messy spool: leftovers in tmp/, a claimed message, a corrupt one, a superseded raw copy, an
+  // A messy spool: leftovers in tmp/, a claimed message, a corrupt one, a raw backup copy, an
   // orphan delivery state and a leftover state temporary.
   auto build = [](fixture& f) {
     spool s(f.root, f.posix);
@@ -807,7 +969,7 @@ TEST_CASE("recover under a failure of each file operation converges to the same 
   }
   CHECK(expected_sizes["tmp"] == 0);
   CHECK(expected_sizes["incoming"] == 3);
-  CHECK(expected_sizes["active"] == 0);
+  CHECK(expected_sizes["active"] == 1);  // the raw backup of ids[3]
   CHECK(expected_sizes["outbound"] == 1);
   CHECK(expected_sizes["corrupt"] == 1);
   CHECK(expected_sizes["delivery"] == 0);
