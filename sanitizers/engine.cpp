@@ -720,7 +720,11 @@ result message_sanitizer::finish_held(const header_fields* fields) {
   spec.rep = &rep_;
   spec.received = req_.received_by;
   r.output = build_output_message(spec, pol_);
-  if (r.output.empty()) r.output = minimal_hold_message(pol_, req_.quarantine_id);
+  if (r.output.empty()) {
+    r.output = minimal_hold_message(pol_, req_.quarantine_id);
+  } else {
+    r.body_text = std::move(spec.body);
+  }
   if (fields) r.headers = summarize_headers(*fields);
   r.rep = std::move(rep_);
   r.quarantine_original = true;
@@ -864,6 +868,7 @@ result message_sanitizer::run() {
   }
   result r;
   r.output = std::move(out);
+  if (changed) r.body_text = std::move(spec.body);  // only stored items need it
   r.headers = summarize_headers(fields);
   r.rep = std::move(rep_);
   r.quarantine = std::move(quarantine_);

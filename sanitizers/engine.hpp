@@ -36,6 +36,11 @@ struct result {
   message_headers headers;
   std::vector<removed_part> quarantine;  // parts to store (action quarantined)
   bool quarantine_original = false;      // store the raw original too (any removal or a hold)
+  // The body text of `output` as UTF-8 (the notice and the text the recipient reads), before the
+  // transfer encoding: what the operators' console shows as "what the recipient got" without the
+  // relay parsing MIME. Filled only when quarantine_original (an item will be stored); at most
+  // the policy's max_decoded_output plus the notice.
+  std::string body_text;
 };
 
 // Never throws for any input; never returns a partial original. A message that cannot be made

@@ -9,6 +9,10 @@
 // periodic scan of outbound/). Refused when policy.release_forbidden names a flag the item's parts
 // carry, when the original was not stored, or when the item is not held/released.
 // Delete: removes the item's files and marks it deleted (the index record and history stay).
+// Status and history are also kept in items/<ID>/state.json (replaced atomically after each action),
+// so that rebuild_index restores them; the audit log is the record of last resort.
+// Actions of one service are serialized (one mutex). Releasing a released item queues it again
+// (an operator's explicit repeat; the history shows both).
 // Purge: every item past [quarantine] retention: files removed, status expired.
 //
 // Every action, allowed or refused, is recorded in the item's history (index) and in the audit
@@ -19,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -71,18 +76,25 @@ class quarantine_service {
   [[nodiscard]] action_result remove(std::string_view id, std::string_view who, std::string_view client);
   [[nodiscard]] purge_result purge(std::chrono::system_clock::time_point now, std::string_view who);
 
-  // Recreates the index from items/*/meta.json. Returns the number of items indexed.
-  [[nodiscard]] std::size_t rebuild_index(std::error_code& ec);
+  // Recreates the index from items/*/meta.json and each item's state.json (status and history
+  // after operators' actions). Items deleted or expired (their files gone) are not in the new
+  // index. Returns the number of items indexed. `who` goes to the audit log.
+  [[nodiscard]] std::size_t rebuild_index(std::error_code& ec, std::string_view who = "mukai");
 
   // Called after a release was queued (set by `mukai serve` so that the relay delivers it at once).
   std::function<void(const std::string& queue_id)> notify_release;
 
  private:
+  // History in the index (with the new status, if any), the audit log, then state.json.
+  void record(std::string_view id, const history_entry& h, std::string_view client, std::optional<item_status> status);
+  void write_state(std::string_view id);
+
   const config::mukai_config& config_;
   quarantine_store& store_;
   quarantine_index& index_;
   spool& spool_;
   audit_log& audit_;
+  std::mutex action_mutex_;
 };
 
 }  // namespace mukai::server

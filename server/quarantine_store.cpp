@@ -18,6 +18,7 @@
 #include <set>
 
 #include "sanitizers/report_json.hpp"
+#include "server/quarantine_index.hpp"
 
 namespace mukai::server {
 
@@ -212,11 +213,12 @@ bool validate_quarantine_id(std::string_view id) noexcept {
   return true;
 }
 
-quarantine_store::quarantine_store(std::filesystem::path root, file_ops& ops)
+quarantine_store::quarantine_store(std::filesystem::path root, file_ops& ops, quarantine_index* index)
     : root_(without_trailing_separator(std::move(root))),
       items_(root_ / "items"),
       tmp_(root_ / "tmp"),
-      ops_(ops) {}
+      ops_(ops),
+      index_(index) {}
 
 std::optional<std::filesystem::path> quarantine_store::item_dir(std::string_view id) const {
   if (!validate_quarantine_id(id)) return std::nullopt;
@@ -276,8 +278,16 @@ std::error_code quarantine_store::store(const std::string& id, std::string_view 
     // Best effort: what cannot be removed now stays in tmp/, which purge_staging empties at the
     // next start. Nothing outside tmp/ was created.
     (void)remove_tree(staging, 0);
+    return ec;
   }
-  return ec;
+  if (index_ == nullptr) return {};
+  // From the published meta.json (not from `r`): after a retry the record describes the item that
+  // is on disk, whichever store published it.
+  const auto meta = load_meta(id);
+  if (!meta) return errno_code(EIO);
+  const auto record = index_item_from_meta(*meta);
+  if (!record) return errno_code(EIO);
+  return index_->put(*record);
 }
 
 std::error_code quarantine_store::stage_item(const std::filesystem::path& staging, const std::string& id,
@@ -290,6 +300,10 @@ std::error_code quarantine_store::stage_item(const std::filesystem::path& stagin
 
   if (r.quarantine_original) {
     if (auto ec = write_new_file(ops_, staging / "original.eml", original)) return ec;
+  }
+  if (auto ec = write_new_file(ops_, staging / "sanitized.eml", r.output)) return ec;
+  if (!r.body_text.empty()) {
+    if (auto ec = write_new_file(ops_, staging / "sanitized.txt", sanitize::to_valid_utf8(r.body_text))) return ec;
   }
 
   json::array parts_meta;
@@ -374,6 +388,20 @@ std::optional<json::object> quarantine_store::load_meta(std::string_view id) con
   const json::value* stored_id = v.get_object().if_contains("id");
   if (stored_id == nullptr || !stored_id->is_string() || stored_id->get_string() != id) return std::nullopt;
   return std::move(v.get_object());
+}
+
+std::error_code quarantine_store::remove_item(std::string_view id) {
+  const auto dir = item_dir(id);
+  if (!dir) return make_error_code(quarantine_errc::invalid_id);
+  std::string suffix;
+  if (auto ec = random_suffix(suffix)) return ec;
+  const std::filesystem::path doomed = tmp_ / (std::string(id) + ".removed." + suffix);
+  if (auto ec = ops_.rename_no_replace(*dir, doomed)) return ec;
+  // Durable before we report it: a delete an operator saw succeed must not come back after a crash.
+  if (auto ec = ops_.sync_directory(items_)) return ec;
+  // The item is gone from items/ now; what cannot be removed yet is a leftover of tmp/.
+  (void)remove_tree(doomed, 0);
+  return {};
 }
 
 std::error_code quarantine_store::purge_staging() {

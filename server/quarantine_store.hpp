@@ -6,9 +6,16 @@
 //
 //   <root>/items/<ID>/meta.json       metadata (UTF-8 JSON, see below)
 //   <root>/items/<ID>/original.eml    the raw original message, byte for byte (when stored)
+//   <root>/items/<ID>/sanitized.eml   the sanitized message the recipients got (sanitize::result.output)
+//   <root>/items/<ID>/sanitized.txt   its body text, UTF-8, LF line ends (result.body_text; absent when
+//                                     the engine gave none, e.g. a worker failure's fixed hold notice),
+//                                     so the console shows it without the relay parsing MIME
+//   <root>/items/<ID>/state.json      (written later by quarantine_service) the operators' status and
+//                                     history, replaced atomically, so rebuild-index restores them
 //   <root>/items/<ID>/parts/<sha256>  each quarantined part's decoded bytes, named by the lower-case
 //                                     hex SHA-256 of its content (one file per distinct content
 //                                     within an item)
+//   <root>/index.sqlite, audit.log   the index (quarantine_index.hpp) and the audit log (audit_log.hpp)
 //   <root>/tmp/                       staging: an item is built in tmp/<ID>.<random>/ and renamed
 //                                     into items/<ID> in one rename, then items/ is fsynced, so an
 //                                     item either exists whole or not at all. Anything in tmp/ is
@@ -28,6 +35,12 @@
 // are safe as a file name, cannot be guessed from the message, and are easy to read over the phone.
 // Every path built from an ID goes through validate_quarantine_id first: IDs arrive from the CLI,
 // the admin HTTP and a worker's verdict, and "../" must never reach the file system.
+//
+// The index: when the store has one (constructor), store() puts the item's record (from the
+// published meta.json) right after publishing it, also when the item already existed (a retry), so
+// the relay and `mukai sanitize --quarantine-dir` index through this one path. An index failure is a
+// store error: the caller retries, and an item left published but unindexed is found again by
+// rebuild-index.
 //
 // Invariants: files 0600, directories 0700 (file_ops); every file and directory of an item is
 // fsynced before the item becomes visible; a stored part's bytes hash to the SHA-256 the engine
@@ -77,10 +90,12 @@ struct quarantine_headers {
   std::string from, to, subject, date, message_id;  // decoded UTF-8 (invalid bytes become U+FFFD)
 };
 
+class quarantine_index;
+
 class quarantine_store {
  public:
-  // `ops` must outlive the store.
-  quarantine_store(std::filesystem::path root, file_ops& ops);
+  // `ops` (and `index`, when given) must outlive the store.
+  quarantine_store(std::filesystem::path root, file_ops& ops, quarantine_index* index = nullptr);
 
   // Creates root, items/ and tmp/ if missing (0700) and makes their names durable.
   [[nodiscard]] std::error_code ensure_layout();
@@ -100,11 +115,19 @@ class quarantine_store {
   // <root>/items/<id>; nullopt for an invalid ID (never a path built from unchecked input).
   [[nodiscard]] std::optional<std::filesystem::path> item_dir(std::string_view id) const;
 
+  // Removes an item: items/<id> is renamed into tmp/ (one rename: the item disappears whole, and a
+  // crash part-way through leaves only a leftover in tmp/), items/ is fsynced, then the tree is
+  // removed. ENOENT when the item does not exist.
+  [[nodiscard]] std::error_code remove_item(std::string_view id);
+
   // Removes everything under tmp/ (leftovers of a store interrupted by a crash or an error),
   // without following symbolic links. Returns the first error; keeps going after one.
   [[nodiscard]] std::error_code purge_staging();
 
   [[nodiscard]] const std::filesystem::path& root() const noexcept { return root_; }
+  [[nodiscard]] file_ops& ops() const noexcept { return ops_; }
+  // Sets the index (see above) when it could only be opened after the layout; before any store().
+  void attach_index(quarantine_index* index) noexcept { index_ = index; }
 
  private:
   std::error_code stage_item(const std::filesystem::path& staging, const std::string& id,
@@ -121,6 +144,7 @@ class quarantine_store {
   std::filesystem::path items_;
   std::filesystem::path tmp_;
   file_ops& ops_;
+  quarantine_index* index_;
 };
 
 }  // namespace mukai::server

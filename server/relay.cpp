@@ -1,6 +1,9 @@
 #include "server/relay.hpp"
 
+#include <sys/stat.h>
+
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
@@ -21,6 +24,9 @@
 #include "server/delivery.hpp"
 #include "server/dsn.hpp"
 #include "server/next_hop.hpp"
+#include "server/audit_log.hpp"
+#include "server/quarantine_index.hpp"
+#include "server/quarantine_service.hpp"
 #include "server/quarantine_store.hpp"
 #include "server/smtp_trace.hpp"
 #include "server/spool.hpp"
@@ -31,12 +37,17 @@ namespace asio = boost::asio;
 using std::chrono::steady_clock;
 using std::chrono::system_clock;
 
+// Retention purge: at start and then hourly, on the blocking pool (it removes files).
+constexpr std::chrono::hours purge_interval{1};
+
 namespace {
 
 // Headroom the spool needs beyond [smtp] max_message_size (the Received header we prepend), and
 // for the sanitized copy (re-encoding as quoted-printable or base64 can grow text by a third; the
 // engine's own output budget bounds it too).
 constexpr std::uint64_t spool_headroom = 64 * 1024;
+
+}  // namespace
 
 spool_options spool_options_for(const config::mukai_config& c) {
   spool_options o;
@@ -45,6 +56,8 @@ spool_options spool_options_for(const config::mukai_config& c) {
                                                 2 * c.pol.limit.max_decoded_output + spool_headroom);
   return o;
 }
+
+namespace {
 
 std::vector<next_hop> parse_hops_or_throw(const std::vector<std::string>& entries, const char* key) {
   auto parsed = parse_next_hops(entries);
@@ -160,6 +173,14 @@ struct relay::impl {
 
   spool spool_;
   quarantine_store store;
+  // The operators' tools (opened by the constructor once the quarantine directory exists). The
+  // service keeps the start-time configuration: quarantine settings change only at a restart.
+  std::shared_ptr<const config::mukai_config> quarantine_cfg;
+  std::unique_ptr<quarantine_index> qindex;
+  std::unique_ptr<audit_log> audit;
+  std::unique_ptr<quarantine_service> service;
+  std::atomic<bool> purge_running{false};
+  timespec outbound_mtime{};  // scheduler thread only
   asio::io_context io;
   asio::thread_pool blocking;
   std::unique_ptr<smtp_server> server;
@@ -552,6 +573,7 @@ struct relay::impl {
 
   void scheduler_loop() {
     auto next_rescan = steady_clock::now() + options.rescan_interval;
+    auto next_purge = steady_clock::now();
     for (;;) {
       bool flush_now = false;
       std::vector<std::pair<std::string, stage>> due;
@@ -577,6 +599,11 @@ struct relay::impl {
             enqueue_delivery(id);
         }
         for (auto& id : due_deferred_ids) requeue(id);
+        scan_outbound_if_changed();
+        if (steady_clock::now() >= next_purge) {
+          start_purge();
+          next_purge = steady_clock::now() + purge_interval;
+        }
         if (flush_now || steady_clock::now() >= next_rescan) {
           load_deferred_schedule(flush_now);
           std::vector<std::string> now_due;
@@ -633,6 +660,37 @@ struct relay::impl {
     enqueue_delivery(id);
   }
 
+  // A release queued by another process (`mukai quarantine release` writes outbound/ directly)
+  // reaches the relay here within one scan_interval: a tick costs one stat of outbound/, and lists
+  // it only when its modification time changed since the last listing (our own deliveries change
+  // it too; enqueue_delivery ignores IDs it knows). No extra directory, no IPC, nothing to lose:
+  // the full rescan stays the safety net.
+  void scan_outbound_if_changed() {
+    struct stat st {};
+    if (::stat((quarantine_cfg->spool.dir / "outbound").c_str(), &st) != 0) return;
+    if (st.st_mtim.tv_sec == outbound_mtime.tv_sec && st.st_mtim.tv_nsec == outbound_mtime.tv_nsec) return;
+    outbound_mtime = st.st_mtim;  // before listing: a change during the listing is seen next tick
+    if (auto ids = spool_.list(spool_state::outbound)) {
+      for (auto& id : *ids) enqueue_delivery(id);
+    }
+  }
+
+  // Retention purge on the blocking pool (never two at once).
+  void start_purge() {
+    if (purge_running.exchange(true)) return;
+    asio::post(blocking, [this] {
+      try {
+        const auto r = service->purge(system_clock::now(), "mukai");
+        if (r.expired || r.failed)
+          info("quarantine purge: " + std::to_string(r.expired) + " expired, " + std::to_string(r.failed) +
+               " could not be removed (retried at the next purge)");
+      } catch (const std::exception& e) {
+        error(std::string("quarantine purge: ") + e.what());
+      }
+      purge_running = false;
+    });
+  }
+
   // The directories are the truth; the queues only a cache of them.
   void rescan() {
     if (auto ids = spool_.list(spool_state::incoming)) {
@@ -671,6 +729,16 @@ relay::relay(const config::mukai_config& config, relay_options options, logger& 
   if (auto ec = m.store.ensure_layout())
     throw std::system_error(ec, "quarantine directory " + config.quarantine.dir.string());
   if (auto ec = m.store.purge_staging()) m.warn("quarantine: cannot purge tmp/: " + ec.message());
+  {
+    std::error_code ec;
+    m.qindex = open_sqlite_index(config.quarantine.dir / "index.sqlite", ec);
+    if (!m.qindex) throw std::system_error(ec, "quarantine index " + (config.quarantine.dir / "index.sqlite").string());
+    m.store.attach_index(m.qindex.get());
+    m.quarantine_cfg = m.cfg;
+    m.audit = std::make_unique<audit_log>(config.quarantine.dir / "audit.log");
+    m.service = std::make_unique<quarantine_service>(*m.quarantine_cfg, m.store, *m.qindex, m.spool_, *m.audit);
+    m.service->notify_release = [&m](const std::string& queue_id) { m.enqueue_delivery(queue_id); };
+  }
 
   m.pool = m.make_pool(config);
 
@@ -709,6 +777,8 @@ void relay::start() {
   m.info("mukai relay listening on " + where + "; delivering to " + to_string(m.delivery->hops.front()) +
          (m.delivery->hops.size() > 1 ? " (+" + std::to_string(m.delivery->hops.size() - 1) + " failover)" : ""));
 }
+
+quarantine_service& relay::quarantine() { return *impl_->service; }
 
 std::vector<boost::asio::ip::tcp::endpoint> relay::local_endpoints() const { return impl_->server->local_endpoints(); }
 

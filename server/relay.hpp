@@ -57,8 +57,14 @@
 #include "server/sanitizer_worker.hpp"
 #include "server/smtp_client.hpp"
 #include "server/smtp_server.hpp"
+#include "server/spool.hpp"
 
 namespace mukai::server {
+
+class quarantine_service;
+
+// The spool limits for a configuration (the relay's, and the quarantine tools' for a release).
+[[nodiscard]] spool_options spool_options_for(const config::mukai_config& c);
 
 struct relay_options {
   std::filesystem::path config_file;    // handed to the workers as --config; "" = embedded default
@@ -116,6 +122,11 @@ class relay {
   void flush();
 
   [[nodiscard]] relay_counters counters() const;
+
+  // The operators' tools over this relay's quarantine (index <quarantine.dir>/index.sqlite, audit
+  // log <quarantine.dir>/audit.log); a release is delivered at once. Valid from construction until
+  // the relay is destroyed; its calls block (run them off the I/O threads).
+  [[nodiscard]] quarantine_service& quarantine();
 
  private:
   struct impl;

@@ -62,7 +62,7 @@ using steady = std::chrono::steady_clock;
 
 constexpr std::array<char, 4> request_magic{'M', 'K', 'W', 'Q'};
 constexpr std::array<char, 4> response_magic{'M', 'K', 'W', 'R'};
-constexpr std::uint32_t protocol_version = 1;
+constexpr std::uint32_t protocol_version = 2;  // 2: body-text
 constexpr std::size_t frame_header_size = 16;  // magic, version, payload length
 
 constexpr int exit_usage = 64;
@@ -830,11 +830,13 @@ std::optional<std::string> decode_response(std::string_view payload, sanitize::r
   r.headers.subject = std::string(in.str());
   r.headers.date = std::string(in.str());
   r.headers.message_id = std::string(in.str());
+  r.body_text = std::string(in.str());
   const std::uint8_t original = in.u8();
   const std::uint32_t count = in.u32();
   if (!in.ok()) return "truncated payload";
   if (status != 0) return "status " + std::to_string(status);
   if (original > 1) return "quarantine-original flag is " + std::to_string(original);
+  if (original == 0 && !r.body_text.empty()) return "body text without a stored item";
   // Each part costs at least four length fields: an absurd count fails before any allocation.
   if (count > in.remaining() / 32) return "part count " + std::to_string(count) + " exceeds the payload";
   r.quarantine.reserve(count);
@@ -1140,7 +1142,7 @@ job_outcome sanitizer_pool::run(worker_test_hook hook, std::uint32_t hook_argume
       options_.max_response_size != 0
           ? options_.max_response_size
           : saturating_add(saturating_add(saturating_mul(raw.size(), 2),
-                                          saturating_mul(options_.policy.limit.max_decoded_output, 2)),
+                                          saturating_mul(options_.policy.limit.max_decoded_output, 3)),
                            16ull * 1024 * 1024);
 
   sanitize::result result;
@@ -1482,7 +1484,8 @@ std::string encode_response(sanitize::result& r, worker_test_hook hook) {
   const std::string report_text = boost::json::serialize(report);
 
   std::size_t size = 64 + r.output.size() + report_text.size() + r.headers.from.size() + r.headers.to.size() +
-                     r.headers.subject.size() + r.headers.date.size() + r.headers.message_id.size();
+                     r.headers.subject.size() + r.headers.date.size() + r.headers.message_id.size() +
+                     r.body_text.size();
   for (const auto& p : r.quarantine)
     size += 32 + p.path.size() + p.sha256.size() + p.filename.size() + p.bytes.size();
   std::string body;
@@ -1495,6 +1498,7 @@ std::string encode_response(sanitize::result& r, worker_test_hook hook) {
   put_str(body, r.headers.subject);
   put_str(body, r.headers.date);
   put_str(body, r.headers.message_id);
+  put_str(body, r.body_text);
   body += static_cast<char>(r.quarantine_original ? 1 : 0);
   put_u32(body, static_cast<std::uint32_t>(r.quarantine.size()));
   for (const auto& p : r.quarantine) {

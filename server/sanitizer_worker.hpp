@@ -63,12 +63,12 @@
 // at its CPU limit.
 //
 // Wire protocol (integers little-endian; str = u64 length + bytes):
-//   request  = "MKWQ" u32 version=1 u64 payload-length,
+//   request  = "MKWQ" u32 version=2 u64 payload-length,
 //              payload = u32 test-hook u32 hook-argument u32 cpu-seconds
 //                        str quarantine-id str received-by str raw-message
-//   response = "MKWR" u32 version=1 u64 payload-length,
+//   response = "MKWR" u32 version=2 u64 payload-length,
 //              payload = u32 status=0 str output str report-json
-//                        str from str to str subject str date str message-id
+//                        str from str to str subject str date str message-id str body-text
 //                        u8 quarantine-original u32 part-count
 //                        part-count x (str path str sha256 str filename str bytes)
 // The parent refuses a response whose announced length exceeds max_response_size before reading
@@ -119,7 +119,8 @@ struct worker_options {
   std::chrono::milliseconds timeout{60'000};  // wall clock per message, spawning included
   std::uint64_t memory_limit = 512ull * 1024 * 1024;  // RLIMIT_AS; at least min_worker_memory
   std::size_t max_messages_per_worker = 100;          // then the worker is replaced
-  std::uint64_t max_response_size = 0;  // 0: 2 x message + 2 x policy max_decoded_output + 16 MiB
+  // 0: 2 x message + 3 x policy max_decoded_output (the encoded output and its body text) + 16 MiB
+  std::uint64_t max_response_size = 0;
   // One line per worker failure or spawn error, with the quarantine ID and the worker's stderr.
   // Called from the caller's thread, must be thread-safe; empty: failures are not logged.
   std::function<void(const std::string&)> log;

@@ -16,6 +16,7 @@
 #include <set>
 
 #include "sanitizers/report_json.hpp"
+#include "server/quarantine_index.hpp"
 
 using namespace mukai::server;
 namespace sanitize = mukai::sanitize;
@@ -122,7 +123,13 @@ void check_complete_item(const quarantine_store& store, const std::string& id, s
   CHECK(rep->result == r.rep.result);
   CHECK(rep->parts.size() == r.rep.parts.size());
 
-  std::set<std::string> expected_names{"meta.json", "parts"};
+  std::set<std::string> expected_names{"meta.json", "parts", "sanitized.eml"};
+  CHECK(read_file(*dir / "sanitized.eml") == r.output);
+  if (!r.body_text.empty()) {
+    expected_names.insert("sanitized.txt");
+    CHECK(read_file(*dir / "sanitized.txt") == r.body_text);
+    CHECK(mode_of(*dir / "sanitized.txt") == 0600);
+  }
   if (r.quarantine_original) {
     expected_names.insert("original.eml");
     CHECK(read_file(*dir / "original.eml") == original);
@@ -231,7 +238,8 @@ TEST_CASE("store and load round trip") {
   quarantine_store store(dir.path(), ops);
   REQUIRE_FALSE(store.ensure_layout());
   const std::string id = new_quarantine_id();
-  const auto r = sample_result(id);
+  auto r = sample_result(id);
+  r.body_text = "【注意】添付ファイルを削除しました\nbody\n";
   REQUIRE_FALSE(store.store(id, original_message, r, sample_envelope(), sample_headers()));
   check_complete_item(store, id, original_message, r);
   CHECK(names_in(*store.item_dir(id) / "parts").size() == 2);  // identical parts share a file
@@ -385,9 +393,9 @@ TEST_CASE("a failure of any file operation leaves the item whole or absent, stra
     REQUIRE_FALSE(store.store(id, original_message, r, sample_envelope(), sample_headers()));
     total = ops.calls();
   }
-  // mkdir staging, mkdir parts, 4 files x (create, write, fsync, close), 2 dir fsyncs,
-  // rename, fsync items/.
-  CHECK(total == 22);
+  // mkdir staging, mkdir parts, 5 files (original, sanitized.eml, two parts, meta) x (create,
+  // write, fsync, close), 2 dir fsyncs, rename, fsync items/.
+  CHECK(total == 26);
 
   for (const auto m : {fault_injecting_file_ops::mode::single, fault_injecting_file_ops::mode::from_then}) {
     for (std::size_t i = 0; i < total; ++i) {
@@ -448,4 +456,84 @@ TEST_CASE("purge_staging empties tmp/ without following symlinks") {
   CHECK(names_in(tmp).empty());
   CHECK(read_file(outside / "keep") == "keep");
   CHECK(fs::is_directory(dir.path() / "q" / "items"));
+}
+
+namespace {
+
+// An index that records puts and can be told to fail.
+class recording_index final : public quarantine_index {
+ public:
+  std::vector<index_item> puts;
+  std::error_code fail_with;
+  std::error_code put(const index_item& item) override {
+    if (fail_with) return fail_with;
+    puts.push_back(item);
+    return {};
+  }
+  std::optional<index_item> get(std::string_view) override { return std::nullopt; }
+  item_page list(const item_filter&) override { return {}; }
+  std::error_code set_status(std::string_view, item_status, const history_entry&) override { return {}; }
+  std::error_code add_history(std::string_view, const history_entry&) override { return {}; }
+  std::vector<std::string> expired_candidates(std::int64_t, std::size_t) override { return {}; }
+  index_stats stats() override { return {}; }
+  std::error_code clear() override { return {}; }
+};
+
+}  // namespace
+
+TEST_CASE("a store with an index puts the record of what it published, also on a retry; an index failure fails the store") {
+  temp_dir dir;
+  posix_file_ops ops;
+  recording_index index;
+  quarantine_store store(dir.path(), ops, &index);
+  REQUIRE_FALSE(store.ensure_layout());
+  const std::string id = new_quarantine_id();
+  const auto r = sample_result(id);
+  REQUIRE_FALSE(store.store(id, original_message, r, sample_envelope(), sample_headers()));
+  REQUIRE(index.puts.size() == 1);
+  const index_item& rec = index.puts[0];
+  CHECK(rec.id == id);
+  CHECK(rec.mail_from == "a@example.jp");
+  CHECK(rec.rcpt_to == std::vector<std::string>{"b@example.lg.jp", "c@example.lg.jp"});
+  CHECK(rec.subject == "請求書の送付");
+  CHECK(rec.verdict == "sanitized");
+  CHECK(rec.size == original_message.size());
+  CHECK(rec.original_stored);
+  REQUIRE(rec.parts.size() == 3);
+  CHECK(rec.parts[0].filename == "請求書.pdf.exe");
+  CHECK(rec.parts[0].reason == "rule:executable");
+  CHECK(rec.status == item_status::held);
+
+  // The retry after an index failure: the files are published already, the record follows.
+  index.fail_with = std::make_error_code(std::errc::io_error);
+  const std::string id2 = new_quarantine_id();
+  const auto r2 = sample_result(id2);
+  CHECK(store.store(id2, original_message, r2, sample_envelope(), sample_headers()) == std::errc::io_error);
+  CHECK(store.load_meta(id2));
+  index.fail_with = {};
+  REQUIRE_FALSE(store.store(id2, original_message, r2, sample_envelope(), sample_headers()));
+  REQUIRE(index.puts.size() == 2);
+  CHECK(index.puts[1].id == id2);
+
+  // Nothing to store: nothing indexed.
+  sanitize::result clean;
+  clean.output = "x\r\n";
+  REQUIRE_FALSE(store.store(new_quarantine_id(), original_message, clean, {}, {}));
+  CHECK(index.puts.size() == 2);
+}
+
+TEST_CASE("remove_item: the item disappears whole, nothing left in tmp/; invalid and missing IDs refused") {
+  temp_dir dir;
+  posix_file_ops ops;
+  quarantine_store store(dir.path(), ops);
+  REQUIRE_FALSE(store.ensure_layout());
+  const std::string id = new_quarantine_id();
+  REQUIRE_FALSE(store.store(id, original_message, sample_result(id), sample_envelope(), sample_headers()));
+  REQUIRE(store.load_meta(id));
+  REQUIRE_FALSE(store.remove_item(id));
+  CHECK_FALSE(fs::exists(*store.item_dir(id)));
+  CHECK_FALSE(store.load_meta(id));
+  CHECK(names_in(dir.path() / "tmp").empty());
+  CHECK(store.remove_item(id) == std::errc::no_such_file_or_directory);
+  CHECK(store.remove_item("../../etc") == quarantine_errc::invalid_id);
 }

@@ -19,7 +19,11 @@
 
 #include "sanitizers/engine.hpp"
 #include "sanitizers/report_json.hpp"
+#include "server/audit_log.hpp"
 #include "server/durable_fs.hpp"
+#include "server/quarantine_index.hpp"
+#include "server/quarantine_service.hpp"
+#include "server/quarantine_store.hpp"
 #include "server/smtp_client.hpp"
 #include "server/spool.hpp"
 #include "tests/support/output_invariant.hpp"
@@ -363,4 +367,101 @@ TEST_CASE("relay: messages deferred before a restart are retried by the next pro
   REQUIRE(wait_until([&] { return maildir_files(out).size() == 3 && spool_empty(tmp.path() / "a" / "spool"); }));
   a2.shutdown(5s);
   b.shutdown(5s);
+}
+
+namespace {
+
+const std::string pdf_message =
+    "From: Prefecture <notice@pref.example.jp>\r\n"
+    "To: staff@example.lg.jp\r\n"
+    "Subject: =?UTF-8?B?6KuL5rGC5pu444Gu6YCB5LuY?=\r\n"
+    "Message-ID: <pdf-1@pref.example.jp>\r\n"
+    "MIME-Version: 1.0\r\n"
+    "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+    "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe invoice is attached.\r\n"
+    "--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"invoice.pdf\"\r\n"
+    "Content-Transfer-Encoding: base64\r\n\r\n"
+    "JVBERi0xLjQKJcfsj6IKMSAwIG9iago8PC9UeXBlL0NhdGFsb2c+PgplbmRvYmoKJSVFT0YK\r\n--b--\r\n";
+
+// The item the relay indexed for pdf_message, with its parts.
+std::string indexed_pdf_item(server::quarantine_service& q) {
+  server::item_filter f;
+  f.filename = "invoice.pdf";
+  const auto page = q.list(f);
+  REQUIRE(page.total == 1);
+  const auto& item = page.items.at(0);
+  CHECK(item.mail_from == "notice@pref.example.jp");
+  CHECK(item.rcpt_to == std::vector<std::string>{"staff@example.lg.jp"});
+  CHECK(item.subject == "請求書の送付");
+  bool pdf = false;
+  for (const auto& p : item.parts)
+    pdf = pdf || (p.filename == "invoice.pdf" && p.action == "quarantined" && p.detected_type == "application/pdf");
+  CHECK(pdf);
+  return item.id;
+}
+
+}  // namespace
+
+TEST_CASE("relay: an attachment is indexed with its parts; a release from the service reaches the next hop") {
+  testing::temp_dir tmp("mukai-relay");
+  const fs::path out = tmp.path() / "out";
+  server::logger log(server::log_level::warning);
+  server::relay r(relay_config(tmp.path(), {"maildir:" + out.string()}), fast_options(), log);
+  r.start();
+  REQUIRE(send_message(r.local_endpoints().at(0).port(), "notice@pref.example.jp", {"staff@example.lg.jp"},
+                       pdf_message)
+              .all_delivered());
+  REQUIRE(wait_until([&] { return maildir_files(out).size() == 1 && spool_empty(tmp.path() / "spool"); }));
+  CHECK(read_file(maildir_files(out)[0]).find("JVBERi0xLjQK") == std::string::npos);
+  const std::string id = indexed_pdf_item(r.quarantine());
+  const auto text = r.quarantine().sanitized_text(id);
+  REQUIRE(text);
+  CHECK(text->find("The invoice is attached.") != std::string::npos);
+
+  const auto released = r.quarantine().release(id, {}, "web:tester", "127.0.0.1");
+  REQUIRE_MESSAGE(released.status == server::action_status::ok, released.message);
+  REQUIRE(wait_until([&] { return maildir_files(out).size() == 2 && spool_empty(tmp.path() / "spool"); }, 10s));
+  std::string original_out;
+  for (auto& f : maildir_files(out)) {
+    const std::string body = read_file(f);
+    if (body.find("JVBERi0xLjQK") != std::string::npos) original_out = body;
+  }
+  // The original, unsanitized, as the relay received it (with its Received line).
+  CHECK(original_out.find(pdf_message) != std::string::npos);
+  CHECK(r.quarantine().get(id)->status == server::item_status::released);
+  r.shutdown(5s);
+}
+
+TEST_CASE("relay: a release queued by another process (the CLI) is delivered within seconds") {
+  testing::temp_dir tmp("mukai-relay");
+  const fs::path out = tmp.path() / "out";
+  server::logger log(server::log_level::warning);
+  auto cfg = relay_config(tmp.path(), {"maildir:" + out.string()});
+  auto options = fast_options();
+  options.scan_interval = 1s;      // the production default
+  options.rescan_interval = 600s;  // so the full rescan cannot be what finds it
+  server::relay r(cfg, options, log);
+  r.start();
+  REQUIRE(send_message(r.local_endpoints().at(0).port(), "notice@pref.example.jp", {"staff@example.lg.jp"},
+                       pdf_message)
+              .all_delivered());
+  REQUIRE(wait_until([&] { return maildir_files(out).size() == 1 && spool_empty(tmp.path() / "spool"); }));
+  const std::string id = indexed_pdf_item(r.quarantine());
+
+  // What `mukai quarantine release` does: its own index connection, spool and service.
+  server::posix_file_ops ops;
+  std::error_code ec;
+  auto index = server::open_sqlite_index(cfg.quarantine.dir / "index.sqlite", ec);
+  REQUIRE(index);
+  server::quarantine_store store(cfg.quarantine.dir, ops, index.get());
+  server::spool sp(cfg.spool.dir, ops, server::spool_options_for(cfg));
+  server::audit_log audit(cfg.quarantine.dir / "audit.log");
+  server::quarantine_service cli(cfg, store, *index, sp, audit);
+  const auto released = cli.release(id, {"chief@example.lg.jp"}, "cli:tester", "local");
+  REQUIRE_MESSAGE(released.status == server::action_status::ok, released.message);
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(wait_until([&] { return maildir_files(out).size() == 2 && spool_empty(tmp.path() / "spool"); }, 10s));
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  CHECK(r.quarantine().get(id)->status == server::item_status::released);
+  r.shutdown(5s);
 }
