@@ -16,6 +16,8 @@
 #include "config/config.hpp"
 #include "sanitizers/report_json.hpp"
 #include "server/admin_cli.hpp"
+#include "server/admin_server.hpp"
+#include "server/audit_log.hpp"
 #include "server/durable_fs.hpp"
 #include "server/logger.hpp"
 #include "server/next_hop.hpp"
@@ -210,6 +212,28 @@ int run_check_config(const std::vector<std::string>& args) {
   return exit_ok;
 }
 
+// The web console beside the relay, when [admin] listen is set, over the relay's quarantine service.
+// It has its own audit_log object on the relay's audit file: each record is one O_APPEND write, so
+// the two never interleave. /metrics has no source yet (empty: 404); /readyz checks the spool.
+struct admin_console {
+  std::unique_ptr<server::audit_log> audit;
+  std::unique_ptr<server::admin_server> server;
+};
+
+admin_console start_admin_console(const config::mukai_config& c, server::relay& relay, server::logger& log) {
+  admin_console a;
+  if (c.admin.listen.empty()) return a;
+  a.audit = std::make_unique<server::audit_log>(c.quarantine.dir / "audit.log");
+  const std::filesystem::path incoming = c.spool.dir / "incoming";
+  auto readiness = [incoming]() -> std::pair<bool, std::string> {
+    if (::access(incoming.c_str(), W_OK) != 0) return {false, "spool " + incoming.string() + " is not writable"};
+    return {true, ""};
+  };
+  a.server = std::make_unique<server::admin_server>(c, relay.quarantine(), *a.audit, log, nullptr, readiness);
+  a.server->start();
+  return a;
+}
+
 int run_serve(const std::vector<std::string>& args) {
   po::options_description opts("serve");
   opts.add_options()("config", po::value<std::string>());
@@ -243,6 +267,7 @@ int run_serve(const std::vector<std::string>& args) {
 
   std::unique_ptr<server::logger> log;
   std::unique_ptr<server::relay> relay;
+  admin_console console;
   try {
     log = std::make_unique<server::logger>(level, cfg->log.file);
     server::relay_options ro;
@@ -250,6 +275,7 @@ int run_serve(const std::vector<std::string>& args) {
     ro.worker_binary = server::current_executable();
     relay = std::make_unique<server::relay>(*cfg, ro, *log);
     relay->start();
+    console = start_admin_console(*cfg, *relay, *log);
   } catch (const std::exception& e) {
     std::cerr << "mukai: cannot start: " << e.what() << "\n";
     return exit_failure;
@@ -279,6 +305,7 @@ int run_serve(const std::vector<std::string>& args) {
       continue;
     }
     log->write(server::log_level::info, std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
+    if (console.server) console.server->stop();
     relay->shutdown(std::chrono::seconds(30));
     return exit_ok;
   }
