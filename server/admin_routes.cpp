@@ -8,8 +8,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
-#include <boost/url/params_view.hpp>
-#include <boost/url/parse_query.hpp>
+#include <boost/url/pct_string_view.hpp>
 #include <charconv>
 #include <exception>
 #include <vector>
@@ -32,17 +31,47 @@ constexpr std::size_t max_page = 100000;
 
 using param_map = std::map<std::string, std::string, std::less<>>;
 
-// key=value pairs of a query string or an application/x-www-form-urlencoded body, decoded ('+' is a
-// space); the first of repeated keys wins; values cut at 4 KiB. Empty when it does not parse.
+// key=value pairs of a query string or an application/x-www-form-urlencoded body, percent-decoded
+// by Boost.URL ('+' is a space); the first of repeated keys wins; values cut at 4 KiB; a pair that
+// is not valid percent-encoding is dropped. The split on '&' and '=' is done here because
+// Boost.URL 1.81's params views read past the end of the input when the last value is empty
+// ("...&reason="), which every GET form with an empty last field sends.
+std::optional<std::string> decode_component(std::string_view s, bool plus_is_space = true) {
+  const auto pv = urls::make_pct_string_view(s);
+  if (!pv) return std::nullopt;
+  urls::encoding_opts opt;
+  opt.space_as_plus = plus_is_space;
+  return pv->decode(opt);
+}
+
+// "/item/ID/release" -> {"item", "ID", "release"}; "/" -> {}. nullopt when a segment is not valid
+// percent-encoding.
+std::optional<std::vector<std::string>> path_segments(std::string_view path) {
+  std::vector<std::string> out;
+  if (path.starts_with('/')) path.remove_prefix(1);
+  if (path.empty()) return out;
+  for (;;) {
+    const auto slash = path.find('/');
+    auto seg = decode_component(path.substr(0, slash), false);
+    if (!seg || out.size() >= 16) return std::nullopt;
+    out.push_back(std::move(*seg));
+    if (slash == std::string_view::npos) return out;
+    path.remove_prefix(slash + 1);
+  }
+}
+
 param_map parse_params(std::string_view encoded) {
   param_map out;
-  if (encoded.empty() || !urls::parse_query(encoded)) return out;
-  urls::encoding_opts opt;
-  opt.space_as_plus = true;
   std::size_t n = 0;
-  for (const auto& p : urls::params_view(encoded, opt)) {
-    if (++n > 100) break;
-    out.emplace(p.key, p.value.substr(0, 4096));
+  while (!encoded.empty() && n++ < 100) {
+    const auto amp = encoded.find('&');
+    const std::string_view pair = encoded.substr(0, amp);
+    encoded = amp == std::string_view::npos ? std::string_view{} : encoded.substr(amp + 1);
+    const auto eq = pair.find('=');
+    auto key = decode_component(pair.substr(0, eq));
+    auto value = decode_component(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+    if (!key || !value || key->empty()) continue;
+    out.emplace(std::move(*key), value->substr(0, 4096));
   }
   return out;
 }
@@ -352,8 +381,10 @@ http_response admin_app::route(request_context& rc) {
   const auto& req = rc.req;
   const auto target = urls::parse_origin_form(std::string_view(req.target().data(), req.target().size()));
   if (!target) return response(req, http::status::bad_request, "text/plain; charset=utf-8", "bad request target\n");
-  for (auto s : target->segments()) rc.segments.push_back(s);
   rc.encoded_path = std::string(target->encoded_path());
+  auto segments = path_segments(rc.encoded_path);
+  if (!segments) return response(req, http::status::bad_request, "text/plain; charset=utf-8", "bad request target\n");
+  rc.segments = std::move(*segments);
   rc.query = parse_params(target->encoded_query());
   rc.cookies = parse_cookies(req[http::field::cookie]);
 
@@ -376,6 +407,7 @@ http_response admin_app::route(request_context& rc) {
     if (text.empty()) return response(req, http::status::not_found, "text/plain; charset=utf-8", "no metrics\n");
     return response(req, http::status::ok, "text/plain; version=0.0.4; charset=utf-8", std::move(text));
   }
+  if (path_is({"favicon.ico"})) return response(req, http::status::not_found, "text/plain; charset=utf-8", "");
   if (path_is({"static", "admin.css"})) return response(req, http::status::ok, "text/css; charset=utf-8", std::string(admin_stylesheet()));
   if (!rc.is_get() && !rc.is_post()) {
     auto res = response(req, http::status::method_not_allowed, "text/plain; charset=utf-8", "method not allowed\n");
@@ -414,14 +446,17 @@ http_response admin_app::route(request_context& rc) {
   }
   if (!rc.session) return redirect(req, "/login");
   if (path_is({"logout"}) && rc.is_post()) return handle_logout(rc);
-  if (seg.empty() || path_is({""})) return rc.is_get() ? handle_list(rc) : html(req, http::status::method_not_allowed, render_error_page(rc.frame(), msg::bad_request, ""));
+  if (seg.empty()) return rc.is_get() ? handle_list(rc) : html(req, http::status::method_not_allowed, render_error_page(rc.frame(), msg::bad_request, ""));
   if (seg.size() >= 2 && seg.size() <= 3 && seg[0] == "item") return handle_item(rc, seg[1], seg.size() == 3 ? seg[2] : "");
   return html(req, http::status::not_found, render_error_page(rc.frame(), msg::not_found, ""));
 }
 
 http_response admin_app::handle_login_form(request_context& rc) {
   if (rc.session) return redirect(rc.req, "/");
-  const std::string token = random_hex(16);
+  // One pre-login token per browser, kept while its cookie lives: a second tab (or the browser's
+  // own /favicon.ico request, redirected here) must not invalidate the form already shown.
+  std::string token = get(rc.cookies, login_cookie);
+  if (token.size() != 32 || token.find_first_not_of("0123456789abcdef") != std::string::npos) token = random_hex(16);
   rc.set_cookies.push_back(cookie(login_cookie, token, "; Max-Age=3600"));
   return html(rc.req, http::status::ok, render_login_page(rc.frame(), token, "", ""));
 }

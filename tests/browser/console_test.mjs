@@ -56,9 +56,18 @@ async function login(page, user, password) {
   await Promise.all([page.waitForURL(`${base}/`), page.click('form.login button[type=submit]')]);
 }
 
+// Runs `action` (a click that submits a form or follows a link) and waits until the new document
+// has loaded, so that the checks after it never see the old page or a half-parsed new one.
+async function navigate(page, action) {
+  const committed = page.waitForEvent('framenavigated', (f) => f === page.mainFrame());
+  await action();
+  await committed;
+  await page.waitForLoadState('load');
+}
+
 async function search(page, text) {
   await page.fill('input[name=q]', text);
-  await Promise.all([page.waitForLoadState('load'), page.click('.searchrow button[type=submit]')]);
+  await navigate(page, () => page.click('.searchrow button[type=submit]'));
 }
 
 async function csrfOf(page) {
@@ -76,7 +85,7 @@ try {
   check((await p.getAttribute('html', 'lang')) === 'ja', 'the UI is Japanese by default');
   await p.fill('input[name=user]', env('MUKAI_OPERATOR'));
   await p.fill('input[name=password]', 'wrong password');
-  await p.click('form.login button[type=submit]');
+  await navigate(p, () => p.click('form.login button[type=submit]'));
   check((await p.textContent('p.error')).includes('パスワードが違います'), 'a wrong password is refused');
 
   await login(p, env('MUKAI_OPERATOR'), env('MUKAI_OPERATOR_PASSWORD'));
@@ -93,8 +102,8 @@ try {
 
   await search(p, env('MUKAI_PDF_TOKEN'));
   const rows = await p.locator('table.items tbody tr').count();
-  check(rows === 1, `search for the PDF message finds exactly it (${rows} rows)`);
-  await Promise.all([p.waitForLoadState('load'), p.locator('table.items td.subject a').first().click()]);
+  check(rows === 1, `search for the PDF message finds exactly it (${rows} rows at ${p.url()}: ${await p.textContent('p.count')})`);
+  await navigate(p, () => p.locator('table.items td.subject a').first().click());
   releasedId = p.url().split('/item/')[1];
   check(/^[A-Za-z0-9._-]+$/.test(releasedId), `detail page URL carries the ID (${releasedId})`);
   const partsText = await p.textContent('table.parts');
@@ -106,10 +115,10 @@ try {
   await p.screenshot({ path: `${shots}/admin-console-detail.png`, fullPage: true });
 
   // English on request.
-  await p.click('header a.lang');
+  await navigate(p, () => p.click('header a.lang'));
   check((await p.getAttribute('html', 'lang')) === 'en' && (await p.textContent('body')).includes('Release'),
         'English is switchable');
-  await p.click('header a.lang');
+  await navigate(p, () => p.click('header a.lang'));
   check((await p.getAttribute('html', 'lang')) === 'ja', 'and back to Japanese');
 
   // A POST without the CSRF token, with the operator's own valid session: refused.
@@ -118,9 +127,9 @@ try {
   const forgedApi = await p.request.post(`${base}/api/v1/items/${releasedId}/release`, { data: {} });
   check(forgedApi.status() === 403, `API POST without X-CSRF-Token is refused (${forgedApi.status()})`);
 
-  await Promise.all([p.waitForLoadState('load'), p.click('#release')]);
+  await navigate(p, () => p.click('#release'));
   check((await p.textContent('p.warn')).length > 0, 'release asks for confirmation');
-  await Promise.all([p.waitForLoadState('load'), p.click('#confirm')]);
+  await navigate(p, () => p.click('#confirm'));
   const result = await p.textContent('p.result');
   check((await p.textContent('h1')).includes('完了'), `release succeeded: ${result}`);
   await p.goto(`${base}/item/${releasedId}`);
@@ -132,7 +141,7 @@ try {
   await search(p, env('MUKAI_HOSTILE_TOKEN'));
   const listTitle = await p.textContent('table.items td.subject a');
   check(listTitle.includes('<script>') && listTitle.includes('<img src=x onerror='), 'the list shows the hostile subject as text');
-  await Promise.all([p.waitForLoadState('load'), p.locator('table.items td.subject a').first().click()]);
+  await navigate(p, () => p.locator('table.items td.subject a').first().click());
   const h1 = await p.textContent('h1.subject');
   check(h1.includes("<script>alert('subject')</script>"), 'the detail shows the <script> subject as text');
   const files = await p.textContent('table.parts');
@@ -163,7 +172,7 @@ try {
   check(viewerDelete.status() === 403, `a viewer's API delete gets 403 (${viewerDelete.status()})`);
 
   // Logged out: the session no longer works.
-  await Promise.all([v.waitForLoadState('load'), v.click('header form button[type=submit]')]);
+  await navigate(v, () => v.click('header form button[type=submit]'));
   const after = await v.request.get(`${base}/api/v1/stats`);
   check(after.status() === 401, `after logout the session is gone (${after.status()})`);
 

@@ -252,6 +252,13 @@ TEST_CASE("admin server: operator session, escaping in served pages, CSRF on eve
   CHECK(list.result() == http::status::ok);
   CHECK(list.body().find("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;") != std::string::npos);
   CHECK(list.body().find("<script>") == std::string::npos);
+  // A GET form sends every field, the last one often empty ("...&reason="): the filters must read
+  // exactly what was sent (Boost.URL 1.81 reads past the end of such a query).
+  CHECK(c.get("/?q=Invoice&status=&since=&until=&sender=&recipient=&subject=&reason=").body().find(
+            "class=\"count\">1 ") != std::string::npos);
+  CHECK(c.get("/?q=Invoice&status=held&reason=").body().find("class=\"count\">1 ") != std::string::npos);
+  CHECK(c.get("/?q=Invoice&status=deleted").body().find("class=\"count\">0 ") != std::string::npos);
+  CHECK(c.get("/?q=Invoice+42").body().find("class=\"count\">1 ") != std::string::npos);  // '+' is a space
   auto detail = c.get("/item/" + f.hostile_id);
   CHECK(detail.result() == http::status::ok);
   CHECK(detail.body().find("&lt;img src=x onerror=alert(2)&gt;.pdf") != std::string::npos);
