@@ -598,7 +598,8 @@ header button{background:transparent;border-color:#fff}
 .status.held{background:#fde7c4}
 .status.released{background:#d5f0dc;color:var(--ok)}
 .status.deleted,.status.expired{background:#eee;color:var(--muted)}
-.file{display:inline-block;font-family:monospace;overflow-wrap:anywhere}
+span.file{display:inline-block;font-family:monospace;overflow-wrap:anywhere}
+td.file{font-family:monospace}
 .paging{margin:.8rem 0;display:flex;gap:1rem}
 .count,.hint{color:var(--muted)}
 )css";
