@@ -21,6 +21,8 @@
 #include "server/durable_fs.hpp"
 #include "server/logger.hpp"
 #include "server/next_hop.hpp"
+#include "server/quarantine_cli.hpp"
+#include "server/quarantine_index.hpp"
 #include "server/relay.hpp"
 #include "server/quarantine_store.hpp"
 #include "server/sanitize_job.hpp"
@@ -48,6 +50,8 @@ const char* usage_text =
     "      FILE (or stderr).\n"
     "  sanitize --input-dir DIR --output-dir DIR [--jobs N] [--config FILE] [--quarantine-dir DIR | --no-quarantine]\n"
     "      Replay every message of a directory through the policy: <name>.eml and <name>.json per input.\n"
+    "  quarantine list|show|release|delete|purge|rebuild-index|stats [--config FILE] ...\n"
+    "      Review, release and delete quarantined mail (`mukai quarantine help` for the options).\n"
     "  passwd [--stdin]\n"
     "      Print a password hash for [[admin.users]] password_hash. Reads the password twice from the\n"
     "      terminal without echo, or the first line of standard input with --stdin.\n"
@@ -100,14 +104,18 @@ int run_sanitize(const std::vector<std::string>& args) {
 
   server::posix_file_ops ops;
   std::optional<server::quarantine_store> store;
+  std::unique_ptr<server::quarantine_index> index;  // items are indexed as the relay indexes them
   if (!vm["no-quarantine"].as<bool>()) {
     std::filesystem::path qdir = vm.count("quarantine-dir") ? std::filesystem::path(vm["quarantine-dir"].as<std::string>())
                                                             : cfg->quarantine.dir;
     store.emplace(qdir, ops);
-    if (auto ec = store->ensure_layout()) {
+    std::error_code ec = store->ensure_layout();
+    if (!ec) index = server::open_sqlite_index(qdir / "index.sqlite", ec);
+    if (ec) {
       std::cerr << "mukai: quarantine directory " << qdir << ": " << ec.message() << "\n";
       return exit_failure;
     }
+    store->attach_index(index.get());
   }
 
   bool batch = vm.count("input-dir") || vm.count("output-dir");
@@ -321,6 +329,7 @@ int main(int argc, char** argv) {
     if (command == "serve") return run_serve(args);
     if (command == "sanitize") return run_sanitize(args);
     if (command == "check-config") return run_check_config(args);
+    if (command == "quarantine") return server::run_quarantine_cli(args, std::cout, std::cerr);
     if (command == "passwd") return server::run_passwd(args, std::cin, std::cout, std::cerr);
     if (command == "worker") return server::run_sanitizer_worker(args);  // hidden: spawned by the relay
     if (command == "version" || command == "--version") {

@@ -74,7 +74,8 @@ struct policy {
 
   removed_action default_action = removed_action::quarantine;
   std::vector<removal_rule> rules;
-  std::vector<content_flag> release_forbidden;  // used by quarantine release (operator tools)
+  // Flags that the quarantine tools refuse to release (an executable never crosses by one click).
+  std::vector<content_flag> release_forbidden{content_flag::executable};
 
   std::string contact;      // who to ask for a quarantined part, shown in the notice
   std::string notice_from = "postmaster@localhost";  // From: of a hold notice when the original From is unusable

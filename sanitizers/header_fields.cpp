@@ -190,13 +190,13 @@ part_info read_part_info(GMimeObject* part, GMimeParserOptions* options, std::st
       const char* d = g_mime_content_disposition_get_disposition(disp.get());
       info.is_attachment = d && iequals(trim(d), "attachment");
       if (const char* fn = g_mime_content_disposition_get_parameter(disp.get(), "filename"))
-        disposition_name = decode_header_text(fn, hint);
+        disposition_name = decode_header_text(fn, hint, header_controls::keep);
     }
   }
   if (const char* raw = raw_header(part, "Content-Type")) {
     auto parsed = adopt(g_mime_content_type_parse(options, normalize_encoded_words(raw, hint).c_str()));
     if (parsed) {
-      if (const char* n = g_mime_content_type_get_parameter(parsed.get(), "name")) type_name = decode_header_text(n, hint);
+      if (const char* n = g_mime_content_type_get_parameter(parsed.get(), "name")) type_name = decode_header_text(n, hint, header_controls::keep);
     }
   }
   info.filename = !disposition_name.empty() ? disposition_name : type_name;

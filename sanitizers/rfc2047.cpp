@@ -224,7 +224,7 @@ bool needs_decoding(std::string_view s) noexcept {
 
 // Removes C0 controls other than TAB (and CR, LF with keep_line_ends), DEL and C1 controls, per
 // code point; repairs any invalid UTF-8.
-std::string strip_controls(std::string_view s, bool keep_line_ends = false) {
+std::string strip_controls(std::string_view s, bool keep_line_ends = false, bool keep_all = false) {
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
@@ -235,7 +235,7 @@ std::string strip_controls(std::string_view s, bool keep_line_ends = false) {
       out.push_back(static_cast<char>(c));
       continue;
     }
-    if (c < 0x20 || (c >= 0x7F && c <= 0x9F)) continue;
+    if (c == 0 || (!keep_all && (c < 0x20 || (c >= 0x7F && c <= 0x9F)))) continue;
     detail::append_utf8(out, c);
   }
   return out;
@@ -492,7 +492,7 @@ std::vector<std::string_view> split_utf8(std::string_view s, std::size_t first_m
 
 }  // namespace
 
-std::string decode_header_text(std::string_view raw_value, std::string_view charset_hint) {
+std::string decode_header_text(std::string_view raw_value, std::string_view charset_hint, header_controls controls) {
   const std::string s = unfold(raw_value);
   const std::vector<piece> pieces = split_words(s);
   header_decoder dec(charset_hint);
@@ -514,7 +514,7 @@ std::string decode_header_text(std::string_view raw_value, std::string_view char
       out.append(gap);
     }
   }
-  std::string clean = strip_controls(out);
+  std::string clean = strip_controls(out, false, controls == header_controls::keep);
   const std::size_t b = clean.find_first_not_of(" \t");
   if (b == std::string::npos) return {};
   const std::size_t e = clean.find_last_not_of(" \t");

@@ -25,9 +25,12 @@ namespace mukai::sanitize {
 //  * Raw 8-bit bytes (and raw ISO-2022-JP escapes) outside words: UTF-8 if valid, else the charset
 //    detect_charset() chooses with `charset_hint` as tie-breaker (Japanese first). One charset is
 //    chosen for all raw bytes of the value.
-//  * Control characters other than TAB (C0, DEL, C1, NUL) are removed; leading and trailing
-//    white space is trimmed.
-[[nodiscard]] std::string decode_header_text(std::string_view raw_value, std::string_view charset_hint = {});
+//  * Control characters other than TAB (C0, DEL, C1, NUL) are removed (controls::keep: only NUL,
+//    for values the report keeps as sent, such as filenames, that every display escapes); leading
+//    and trailing white space is trimmed.
+enum class header_controls { strip, keep };
+[[nodiscard]] std::string decode_header_text(std::string_view raw_value, std::string_view charset_hint = {},
+                                             header_controls controls = header_controls::strip);
 
 // For structured headers (From/To/Cc/Reply-To, Content-Type/-Disposition parameters) that GMime
 // must still parse, such that GMime's decoded text is decode_header_text's: each run of adjacent

@@ -60,6 +60,10 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
   if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
   if (cp >= 0x80 && cp <= 0x9F) return 0;  // C1 controls (CSI 0x9B drives terminals)
   if (cp == 0x2028 || cp == 0x2029) return 0;  // line/paragraph separators split lines in viewers
+  // Bidi embeddings, overrides, isolates and marks reorder what a terminal shows ("Trojan Source"):
+  // a file name could display as something it is not.
+  if (cp == 0x061C || cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069))
+    return 0;
   return n;
 }
 

@@ -30,7 +30,8 @@ using log_level = smtp_log_level;
 // "debug" | "info" | "warning" | "error" into `out`; false (and `out` unchanged) for anything else.
 [[nodiscard]] bool parse_log_level(std::string_view text, log_level& out) noexcept;
 
-// See above. Valid UTF-8 other than C0/C1 controls passes unchanged.
+// See above. Valid UTF-8 other than C0/C1 controls, U+2028/2029 and the bidi controls (U+061C,
+// U+200E/200F, U+202A-202E, U+2066-2069) passes unchanged.
 [[nodiscard]] std::string escape_for_log(std::string_view text);
 
 class logger {

@@ -9,9 +9,10 @@
 //   recipients, reasons, parts, history   the lists, in order (seq).
 //   search     (v2) FTS5 trigram table over the text columns, rowid = items.rid.
 // Search: a text criterion of 3+ characters first narrows the candidates through the trigram index
-// (a quoted phrase: any input is a literal), then every criterion is checked exactly with
-// instr(lower(column), lower(query)) on the item row. lower() of SQLite folds ASCII only, which is
-// the interface's rule, and the exact check also drops trigram matches across a separator. Shorter
+// (its rarest trigrams as quoted literals, see rare_trigrams), then every criterion is checked exactly with
+// column LIKE '%query%' ESCAPE '\' on the item row (no allocation per row, unlike lower()). SQLite's
+// LIKE folds ASCII case only, which is the interface's rule (PRAGMA case_sensitive_like stays off),
+// and the exact check also drops trigram matches across a separator. Shorter
 // criteria are checked by the exact predicate alone (a scan, still fast at 100,000 rows).
 // Durability: WAL with synchronous=FULL: a put() that returned is on disk (the relay counts on it
 // when it acknowledges). busy_timeout: the relay and the CLI write the same file.
@@ -20,8 +21,11 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <mutex>
 
 #include "sanitizers/report_json.hpp"
@@ -110,10 +114,15 @@ std::string ascii_lower(std::string_view s) {
   return out;
 }
 
-std::size_t utf8_length(std::string_view s) {
-  std::size_t n = 0;
-  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xc0) != 0x80;
-  return n;
+// "%<query>%" for LIKE ... ESCAPE '\': the query's own %, _ and \ are literals.
+std::string like_pattern(std::string_view s) {
+  std::string out = "%";
+  for (const char c : s) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '%';
+  return out;
 }
 
 // An FTS5 string literal: any input becomes one phrase (a trigram phrase is a substring match).
@@ -191,11 +200,20 @@ class sqlite_index final : public quarantine_index {
   std::error_code open(std::error_code& ec) {
     sqlite3_busy_timeout(db_, busy_timeout_ms);
     // WAL: readers (the console's list) never block the relay's put, and a crash never corrupts.
+    // cache_size: up to 64 MiB of pages kept by this connection (allocated as used), so a search
+    // over 100,000 items reads memory rather than making a pread per page; not mmap, whose I/O
+    // errors are SIGBUS in the relay.
     for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
-                            "PRAGMA trusted_schema=OFF"}) {
+                            "PRAGMA trusted_schema=OFF", "PRAGMA cache_size=-65536"}) {
       if (int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); rc != SQLITE_OK) return ec = sqlite_error(rc);
     }
-    return ec = migrate();
+    if ((ec = migrate())) return ec;
+    // Per connection (temp): the trigram statistics that rare_trigrams reads.
+    if (int rc = sqlite3_exec(db_, "CREATE VIRTUAL TABLE temp.search_vocab USING fts5vocab(main, search, 'row')",
+                              nullptr, nullptr, nullptr);
+        rc != SQLITE_OK)
+      return ec = sqlite_error(rc);
+    return ec;
   }
 
   std::error_code put(const index_item& item) override {
@@ -314,16 +332,17 @@ class sqlite_index final : public quarantine_index {
       return "?" + std::to_string(binds.size());
     };
     std::string match;
+    bool any_text = false;
+    const std::int64_t rows = approximate_rows();
     auto text_criterion = [&](const std::string& query, std::string_view fts_column,
                               std::initializer_list<std::string_view> columns) {
       if (query.empty()) return;
-      if (utf8_length(query) >= trigram) {
-        if (!match.empty()) match += " AND ";
-        match += fts_column.empty() ? fts_phrase(query) : std::string(fts_column) + " : " + fts_phrase(query);
-      }
-      const std::string p = bind_next(ascii_lower(query));
+      any_text = true;
+      const std::string terms = rare_trigrams(ascii_lower(query), fts_column, rows);
+      if (!terms.empty()) match += (match.empty() ? "" : " AND ") + terms;
+      const std::string p = bind_next(like_pattern(query));
       where += " AND (0";
-      for (const auto col : columns) where += " OR instr(lower(" + std::string(col) + "), " + p + ") > 0";
+      for (const auto col : columns) where += " OR " + std::string(col) + " LIKE " + p + " ESCAPE '\\'";
       where += ")";
     };
     text_criterion(f.sender, "sender", {"mail_from", "hdr_from"});
@@ -338,16 +357,48 @@ class sqlite_index final : public quarantine_index {
     if (f.until) where += " AND received < " + std::to_string(*f.until);
     if (f.status) where += " AND status = " + std::to_string(static_cast<int>(*f.status));
 
+    const std::size_t limit = std::min(f.limit, max_page);
+    std::vector<std::int64_t> rids;
+    if (any_text) {
+      // A text criterion is checked row by row: one pass in table order (sequential reads; walking
+      // the received index would read the rows at random) gives the total and the matches, of which
+      // the page is sorted out here; its rows are then read by rowid.
+      statement all(db_, "SELECT items.rid, received, id FROM items" + where);
+      for (std::size_t i = 0; i < binds.size(); ++i) all.bind(static_cast<int>(i + 1), binds[i]);
+      struct match_row {
+        std::int64_t received, rid;
+        std::string id;
+      };
+      std::vector<match_row> matches;
+      while (all.step() == SQLITE_ROW) matches.push_back({all.integer(1), all.integer(0), all.text(2)});
+      page.total = matches.size();
+      const auto newer = [](const match_row& a, const match_row& b) {
+        return a.received != b.received ? a.received > b.received : a.id > b.id;
+      };
+      const std::size_t end = std::min<std::size_t>(matches.size(), f.offset + limit);
+      std::partial_sort(matches.begin(), matches.begin() + static_cast<std::ptrdiff_t>(end), matches.end(), newer);
+      statement one(db_, std::string("SELECT ") + std::string(item_columns) + " FROM items WHERE rid=?1");
+      for (std::size_t i = f.offset; i < end; ++i) {
+        one.bind(1, matches[i].rid);
+        if (one.step() == SQLITE_ROW) {
+          std::int64_t rid = 0;
+          page.items.push_back(read_item(one, rid));
+          rids.push_back(rid);
+        }
+        one.reset();
+      }
+      for (std::size_t i = 0; i < page.items.size(); ++i) read_lists(rids[i], page.items[i]);
+      return page;
+    }
+
     statement count(db_, "SELECT count(*) FROM items" + where);
     for (std::size_t i = 0; i < binds.size(); ++i) count.bind(static_cast<int>(i + 1), binds[i]);
     if (count.step() == SQLITE_ROW) page.total = static_cast<std::uint64_t>(count.integer(0));
 
-    const std::size_t limit = std::min(f.limit, max_page);
     statement q(db_, std::string("SELECT ") + std::string(item_columns) + " FROM items" + where +
                          " ORDER BY received DESC, id DESC LIMIT " + std::to_string(limit) + " OFFSET " +
                          std::to_string(f.offset));
     for (std::size_t i = 0; i < binds.size(); ++i) q.bind(static_cast<int>(i + 1), binds[i]);
-    std::vector<std::int64_t> rids;
     while (q.step() == SQLITE_ROW) {
       std::int64_t rid = 0;
       page.items.push_back(read_item(q, rid));
@@ -489,6 +540,59 @@ class sqlite_index final : public quarantine_index {
     return tx.commit();
   }
 
+  std::int64_t approximate_rows() {
+    statement q(db_, "SELECT max(rid) FROM items");  // rowids grow by one per new item
+    return q.step() == SQLITE_ROW ? q.integer(0) : 0;
+  }
+
+  // The FTS5 condition for a text criterion: the two rarest of its trigrams (by the number of rows
+  // holding them, from the fts5vocab table), each a quoted literal. Any trigram of the query is a
+  // necessary condition and the exact check follows, so fewer, rarer ones read the smallest
+  // doclists: a query like "example.jp", whose trigrams are in every row, would otherwise read
+  // every doclist in full. "" when the query is shorter than a trigram or even its rarest trigram
+  // is in more than a fifth of the rows (then the exact scan alone is cheaper).
+  std::string rare_trigrams(const std::string& query, std::string_view column, std::int64_t rows) {
+    std::vector<std::size_t> starts;
+    for (std::size_t i = 0; i < query.size(); ++i)
+      if ((static_cast<unsigned char>(query[i]) & 0xC0) != 0x80) starts.push_back(i);
+    if (starts.size() < trigram) return {};
+    starts.push_back(query.size());
+    // Up to max_probes trigrams spread over the query: each doc count costs a doclist read
+    // (milliseconds for a trigram in every row), so they are cached per connection for a while;
+    // a stale count only makes the choice a little less good, never a result wrong.
+    constexpr std::size_t max_probes = 6;
+    const std::size_t total = starts.size() - trigram;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - vocab_cache_time_ > std::chrono::minutes(10) || vocab_cache_.size() > 10'000) {
+      vocab_cache_.clear();
+      vocab_cache_time_ = now;
+    }
+    std::vector<std::pair<std::int64_t, std::string>> counted;
+    statement vocab(db_, "SELECT doc FROM temp.search_vocab WHERE term = ?1");
+    for (std::size_t k = 0; k < std::min(total, max_probes); ++k) {
+      const std::size_t i = total <= max_probes ? k : k * (total - 1) / (max_probes - 1);
+      std::string t = query.substr(starts[i], starts[i + trigram] - starts[i]);
+      auto cached = vocab_cache_.find(t);
+      if (cached == vocab_cache_.end()) {
+        vocab.bind(1, t);
+        const std::int64_t docs = vocab.step() == SQLITE_ROW ? vocab.integer(0) : 0;
+        vocab.reset();
+        cached = vocab_cache_.emplace(t, docs).first;
+      }
+      counted.emplace_back(cached->second, std::move(t));
+    }
+    std::sort(counted.begin(), counted.end());
+    counted.erase(std::unique(counted.begin(), counted.end()), counted.end());
+    if (counted.front().first * 5 > rows) return {};
+    std::string out;
+    for (std::size_t i = 0; i < counted.size() && i < 2; ++i) {
+      if (!out.empty()) out += " AND ";
+      if (!column.empty()) out += std::string(column) + " : ";
+      out += fts_phrase(counted[i].second);
+    }
+    return out;
+  }
+
   bool insert_list(std::int64_t rid, const char* sql, const std::vector<std::string>& values) {
     statement s(db_, sql);
     for (std::size_t i = 0; i < values.size(); ++i) {
@@ -550,7 +654,9 @@ class sqlite_index final : public quarantine_index {
   }
 
   sqlite3* db_;
-  std::mutex mutex_;
+  std::mutex mutex_;  // guards the connection and the cache below
+  std::map<std::string, std::int64_t, std::less<>> vocab_cache_;  // trigram -> rows (rare_trigrams)
+  std::chrono::steady_clock::time_point vocab_cache_time_{};
 };
 
 // "2026-11-22T01:35:12Z" -> Unix seconds (UTC); the only form quarantine_store writes.

@@ -25,6 +25,10 @@ TEST_CASE("escape_for_log: controls, DEL, backslash and invalid UTF-8 become \\x
   CHECK(escape_for_log("\xed\xa0\x80") == "\\xED\\xA0\\x80");         // surrogate
   CHECK(escape_for_log("\xe3\x81") == "\\xE3\\x81");                  // truncated sequence
   CHECK(escape_for_log("\xf0\x9f\x98\x80") == "\xf0\x9f\x98\x80");    // emoji passes
+  CHECK(escape_for_log("a\xe2\x80\xaetxt.exe") == "a\\xE2\\x80\\xAEtxt.exe");  // RIGHT-TO-LEFT OVERRIDE
+  CHECK(escape_for_log("\xe2\x81\xa6x") == "\\xE2\\x81\\xA6x");              // LEFT-TO-RIGHT ISOLATE
+  CHECK(escape_for_log("\xe2\x80\x8f") == "\\xE2\\x80\\x8F");                // RIGHT-TO-LEFT MARK
+  CHECK(escape_for_log("\xe2\x80\x8b") == "\xe2\x80\x8b");                  // ZERO WIDTH SPACE is not bidi
 }
 
 TEST_CASE("logger: level threshold, one line per write, appended to the file") {

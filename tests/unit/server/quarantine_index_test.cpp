@@ -424,3 +424,76 @@ TEST_CASE("index_item_from_meta reads what quarantine_store writes") {
   broken.erase("report");
   CHECK_FALSE(index_item_from_meta(broken));
 }
+
+namespace {
+
+std::string fold(std::string s) {
+  for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return s;
+}
+
+bool contains_folded(const std::string& hay, const std::string& needle) {
+  return fold(hay).find(fold(needle)) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("text search agrees with a brute-force scan, through the trigram index and without it") {
+  temp_dir dir;
+  auto index = open_index(dir.path() / "index.sqlite");
+  const char* subjects[] = {"請求書の送付について", "Invoice November", "会議資料", "Quarterly REPORT", "防災訓練のお知らせ",
+                            "Re: invoice", "予算要求", "見積書"};
+  const char* senders[] = {"soumu@pref.example.lg.jp", "sales@vendor.example.com", "Info@Bank.example.jp",
+                           "yamada@consult.example.jp", "x_y%z@odd.example"};
+  std::vector<index_item> all;
+  for (int i = 0; i < 400; ++i) {
+    char id[40];
+    std::snprintf(id, sizeof id, "20261101T000000Z-%010d", i);
+    index_item it = make_item(id, 1000 + i);
+    it.subject = std::string(subjects[i % 8]) + " #" + std::to_string(i);
+    it.mail_from = senders[(i * 7) % 5];
+    it.from = "";
+    it.parts[1].filename = (i % 3 ? "資料_" : "Scan_") + std::to_string(i % 50) + (i % 11 ? ".pdf" : ".EXE");
+    REQUIRE_FALSE(index->put(it));
+    all.push_back(it);
+  }
+  struct q {
+    std::string item_filter::*field;
+    std::string value;
+  };
+  const q queries[] = {{&item_filter::subject, "invoice"},     {&item_filter::subject, "請求書の"},
+                       {&item_filter::subject, "#12"},         {&item_filter::subject, "#399"},
+                       {&item_filter::subject, "資料"},        {&item_filter::sender, "VENDOR.example"},
+                       {&item_filter::sender, "bank.EXAMPLE"}, {&item_filter::sender, "example"},
+                       {&item_filter::sender, "_y%"},          {&item_filter::filename, ".exe"},
+                       {&item_filter::filename, "scan_4"},     {&item_filter::text, "consult"},
+                       {&item_filter::text, "REPORT #3"},      {&item_filter::subject, "no such text"}};
+  for (const auto& query : queries) {
+    item_filter f;
+    f.*(query.field) = query.value;
+    f.limit = 1000;
+    std::uint64_t expected = 0;
+    for (const auto& it : all) {
+      bool hit = false;
+      if (query.field == &item_filter::subject) hit = contains_folded(it.subject, query.value);
+      if (query.field == &item_filter::sender) hit = contains_folded(it.mail_from, query.value);
+      if (query.field == &item_filter::filename) hit = contains_folded(it.parts[1].filename, query.value);
+      if (query.field == &item_filter::text)
+        hit = contains_folded(it.subject, query.value) || contains_folded(it.mail_from, query.value) ||
+              contains_folded(it.parts[1].filename, query.value) || contains_folded(it.id, query.value) ||
+              contains_folded(it.message_id, query.value) || contains_folded(it.to, query.value);
+      expected += hit;
+    }
+    INFO(query.value);
+    const auto page = index->list(f);
+    CHECK(page.total == expected);
+    CHECK(page.items.size() == expected);
+    for (std::size_t i = 1; i < page.items.size(); ++i) CHECK(page.items[i - 1].received >= page.items[i].received);
+    f.limit = 5;
+    f.offset = 3;
+    const auto paged = index->list(f);
+    CHECK(paged.total == expected);
+    CHECK(paged.items.size() == (expected > 3 ? std::min<std::uint64_t>(5, expected - 3) : 0));
+    if (paged.items.size() > 0) CHECK(paged.items[0].id == page.items[3].id);
+  }
+}
