@@ -17,6 +17,9 @@
 
 #include "config/config.hpp"
 #include "sanitizers/report_json.hpp"
+#include "server/admin_cli.hpp"
+#include "server/admin_server.hpp"
+#include "server/audit_log.hpp"
 #include "server/durable_fs.hpp"
 #include "server/logger.hpp"
 #include "server/next_hop.hpp"
@@ -53,6 +56,9 @@ const char* usage_text =
     "      Replay every message of a directory through the policy: <name>.eml and <name>.json per input.\n"
     "  quarantine list|show|release|delete|purge|rebuild-index|stats [--config FILE] ...\n"
     "      Review, release and delete quarantined mail (`mukai quarantine help` for the options).\n"
+    "  passwd [--stdin]\n"
+    "      Print a password hash for [[admin.users]] password_hash. Reads the password twice from the\n"
+    "      terminal without echo, or the first line of standard input with --stdin.\n"
     "  check-config --config FILE\n"
     "      Check a configuration file; print every problem with file, line, key and why.\n"
     "  version\n";
@@ -183,6 +189,8 @@ std::vector<config::config_error> serve_problems(const config::mukai_config& c) 
   };
   check_hops(c.delivery.next_hops, "delivery.next_hop");
   check_hops(c.delivery.bounce_next_hops, "delivery.bounce_next_hop");
+  auto admin = server::admin_config_problems(c);
+  errors.insert(errors.end(), admin.begin(), admin.end());
   return errors;
 }
 
@@ -214,6 +222,26 @@ int run_check_config(const std::vector<std::string>& args) {
   if (!load_serve_config(vm["config"].as<std::string>(), std::cerr)) return exit_usage;
   std::cout << vm["config"].as<std::string>() << ": ok\n";
   return exit_ok;
+}
+
+// The web console beside the relay, when [admin] listen is set, over the relay's quarantine service,
+// with the relay's /metrics and /readyz. It has its own audit_log object on the relay's audit file:
+// each record is one O_APPEND write, so the two never interleave. Started after the relay (its
+// listener binds after the privilege drop: the admin port is unprivileged) and before READY=1.
+struct admin_console {
+  std::unique_ptr<server::audit_log> audit;
+  std::unique_ptr<server::admin_server> server;
+};
+
+admin_console start_admin_console(const config::mukai_config& c, server::relay& relay, server::logger& log) {
+  admin_console a;
+  if (c.admin.listen.empty()) return a;
+  a.audit = std::make_unique<server::audit_log>(c.quarantine.dir / "audit.log");
+  a.server = std::make_unique<server::admin_server>(
+      c, relay.quarantine(), *a.audit, log, [&relay] { return relay.metrics_text(); },
+      [&relay] { return relay.readiness(); });
+  a.server->start();
+  return a;
 }
 
 int run_serve(const std::vector<std::string>& args) {
@@ -270,6 +298,7 @@ int run_serve(const std::vector<std::string>& args) {
 
   std::unique_ptr<server::logger> log;
   std::unique_ptr<server::relay> relay;
+  admin_console console;
   try {
     log = std::make_unique<server::logger>(level, cfg->log.file, true, format);
     server::relay_options ro;
@@ -285,6 +314,7 @@ int run_serve(const std::vector<std::string>& args) {
     }
     relay = std::make_unique<server::relay>(*cfg, ro, *log);
     relay->start();
+    console = start_admin_console(*cfg, *relay, *log);
   } catch (const std::exception& e) {
     std::cerr << "mukai: cannot start: " << e.what() << "\n";
     return exit_failure;
@@ -343,6 +373,7 @@ int run_serve(const std::vector<std::string>& args) {
     }
     log->write(server::log_level::info, std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
     tell("STOPPING=1\nSTATUS=stopping");
+    if (console.server) console.server->stop();
     relay->shutdown(std::chrono::seconds(30));
     return exit_ok;
   }
@@ -359,6 +390,7 @@ int main(int argc, char** argv) {
     if (command == "sanitize") return run_sanitize(args);
     if (command == "check-config") return run_check_config(args);
     if (command == "quarantine") return server::run_quarantine_cli(args, std::cout, std::cerr);
+    if (command == "passwd") return server::run_passwd(args, std::cin, std::cout, std::cerr);
     if (command == "worker") return server::run_sanitizer_worker(args);  // hidden: spawned by the relay
     if (command == "version" || command == "--version") {
       std::cout << "mukai 0.1.0\n";

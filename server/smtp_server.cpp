@@ -81,36 +81,6 @@ std::shared_ptr<const smtp_settings> make_settings(const config::mukai_config& c
   return s;
 }
 
-// "127.0.0.1:25", "[::1]:25", "*:25" (every IPv4 and IPv6 address), "host.example:25" (resolved now).
-std::vector<tcp::endpoint> resolve_listen_address(const asio::any_io_executor& io, const std::string& text) {
-  const auto fail = [&text](const std::string& why) {
-    return std::invalid_argument("smtp.listen \"" + text + "\": " + why);
-  };
-  const std::size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon + 1 >= text.size()) throw fail("expected host:port");
-  const std::string_view port_text = std::string_view(text).substr(colon + 1);
-  unsigned port = 0;
-  const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535) throw fail("bad port");
-  std::string host = text.substr(0, colon);
-  const auto p = static_cast<unsigned short>(port);
-  if (host == "*") return {tcp::endpoint(tcp::v6(), p), tcp::endpoint(tcp::v4(), p)};
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host.empty()) throw fail("empty host");
-  boost::system::error_code aec;
-  const auto address = asio::ip::make_address(host, aec);
-  if (!aec) return {tcp::endpoint(address, p)};
-  tcp::resolver resolver(io);
-  boost::system::error_code rec;
-  const auto results = resolver.resolve(host, std::string(port_text), tcp::resolver::passive, rec);
-  if (rec) throw fail("cannot resolve: " + rec.message());
-  std::vector<tcp::endpoint> out;
-  for (const auto& r : results)
-    if (std::find(out.begin(), out.end(), r.endpoint()) == out.end()) out.push_back(r.endpoint());
-  if (out.empty()) throw fail("no address");
-  return out;
-}
-
 std::unique_ptr<detail::listener> open_listener(const asio::any_io_executor& io, const tcp::endpoint& ep,
                                                 const std::string& text) {
   auto l = std::make_unique<detail::listener>(asio::any_io_executor(asio::make_strand(io)));
@@ -335,6 +305,37 @@ asio::awaitable<void> shutdown_server(std::shared_ptr<smtp_server_state> st,
 }
 
 }  // namespace
+
+std::vector<tcp::endpoint> resolve_listen_address(const asio::any_io_executor& io, const std::string& text,
+                                                  std::string_view key) {
+  const auto fail = [&text, key](const std::string& why) {
+    return std::invalid_argument(std::string(key) + " \"" + text + "\": " + why);
+  };
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= text.size()) throw fail("expected host:port");
+  const std::string_view port_text = std::string_view(text).substr(colon + 1);
+  unsigned port = 0;
+  const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535) throw fail("bad port");
+  std::string host = text.substr(0, colon);
+  const auto p = static_cast<unsigned short>(port);
+  if (host == "*") return {tcp::endpoint(tcp::v6(), p), tcp::endpoint(tcp::v4(), p)};
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) throw fail("empty host");
+  boost::system::error_code aec;
+  const auto address = asio::ip::make_address(host, aec);
+  if (!aec) return {tcp::endpoint(address, p)};
+  tcp::resolver resolver(io);
+  boost::system::error_code rec;
+  const auto results = resolver.resolve(host, std::string(port_text), tcp::resolver::passive, rec);
+  if (rec) throw fail("cannot resolve: " + rec.message());
+  std::vector<tcp::endpoint> out;
+  for (const auto& r : results)
+    if (std::find(out.begin(), out.end(), r.endpoint()) == out.end()) out.push_back(r.endpoint());
+  if (out.empty()) throw fail("no address");
+  return out;
+}
+
 
 // ---------------------------------------------------------------------------------------------------
 // make_smtp_server_config

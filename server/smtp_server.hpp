@@ -119,6 +119,11 @@ namespace detail {
 struct smtp_server_state;
 }
 
+// "127.0.0.1:25", "[::1]:25", "*:25" (every IPv4 and IPv6 address), "host.example:25" (resolved
+// now). Throws std::invalid_argument naming `key` (the configuration key) and the text.
+[[nodiscard]] std::vector<boost::asio::ip::tcp::endpoint> resolve_listen_address(
+    const boost::asio::any_io_executor& io, const std::string& text, std::string_view key = "smtp.listen");
+
 class smtp_server {
  public:
   // Resolves and binds every [smtp] listen address (port 0 picks a free port: local_endpoints()),

@@ -33,6 +33,7 @@ struct mukai_options {
   std::string log_level = "info";
   std::size_t max_connections = 1000, max_connections_per_ip = 500;
   std::string extra_smtp;  // more lines for [smtp]
+  std::string extra_sections;  // more tables appended at the end ([admin], [[admin.users]], ...)
 };
 
 inline std::string toml_list(const std::vector<std::string>& v) {
@@ -65,7 +66,7 @@ class mukai_instance {
     f << "[spool]\ndir = \"" << spool_dir().string() << "\"\nmin_free_space = \"0\"\n"
       << "[quarantine]\ndir = \"" << quarantine_dir().string() << "\"\n"
       << "[worker]\ncount = " << o_.workers << "\n[log]\nlevel = \"" << o_.log_level << "\"\n"
-      << service_section_for_tests();
+      << service_section_for_tests() << o_.extra_sections;
     if (!f) throw std::runtime_error("cannot write " + config_path().string());
   }
 
