@@ -289,6 +289,9 @@ purge_result quarantine_service::purge(std::chrono::system_clock::time_point now
 std::size_t quarantine_service::rebuild_index(std::error_code& ec, std::string_view who) {
   const std::lock_guard lock(action_mutex_);
   ec.clear();
+  // Cleared before listing: an item the relay stores meanwhile is either in the listing or put by
+  // the relay after the clear, never lost between the two.
+  if ((ec = index_.clear())) return 0;
   std::vector<std::string> ids;
   std::error_code it_ec;
   for (std::filesystem::directory_iterator it(store_.root() / "items", it_ec), end; !it_ec && it != end;
@@ -301,7 +304,6 @@ std::size_t quarantine_service::rebuild_index(std::error_code& ec, std::string_v
     return 0;
   }
   std::sort(ids.begin(), ids.end());
-  if ((ec = index_.clear())) return 0;
   std::size_t indexed = 0;
   for (const auto& id : ids) {
     const auto meta = store_.load_meta(id);

@@ -102,8 +102,8 @@ class relay {
 
   // SIGHUP: a new configuration for new SMTP sessions (TLS certificates included), delivery (next
   // hops, retry policy, CA file) and the sanitizer (workers are replaced as they finish their
-  // message). Listen addresses, spool and quarantine directories, thread counts and log settings
-  // need a restart (a warning says so when they differ). Throws and keeps the old configuration
+  // message). Listen addresses, spool and quarantine directories, the quarantine tools' settings
+  // (retention, policy.release_forbidden), thread counts and log settings need a restart (a warning says so when they differ). Throws and keeps the old configuration
   // if the new one cannot be applied.
   void reload(const config::mukai_config& config);
 
