@@ -205,7 +205,11 @@ action_result quarantine_service::release(std::string_view id, const std::vector
     if (!plausible_address(r)) return refuse(action_status::refused, "not a mail address: " + r);
   }
   bool whole = false;
-  const auto original = read_prefix(*store_.item_dir(id) / "original.eml", 4ull << 30, &whole);
+  // Bounded by what the relay or `mukai sanitize` could have stored (a tampered file is refused,
+  // not read whole into memory).
+  const std::uint64_t cap =
+      2 * std::max<std::uint64_t>(config_.smtp.max_message_size, config_.pol.limit.max_message_size) + (1u << 20);
+  const auto original = read_prefix(*store_.item_dir(id) / "original.eml", cap, &whole);
   if (!original || !whole) return refuse(action_status::failed, "original.eml cannot be read");
 
   spool_envelope env;

@@ -69,6 +69,7 @@ struct relay_options {
   std::chrono::milliseconds scan_interval{1000};
   std::chrono::milliseconds retry_interval{30'000};   // after a local error
   std::chrono::milliseconds rescan_interval{60'000};  // full directory scan (safety net)
+  std::chrono::milliseconds purge_interval{3'600'000};  // quarantine retention purge (also at start)
   // Tests: shorter client timeouts than Postfix's defaults (nullopt: from the configuration).
   std::optional<smtp_client_options> client_options;
 };
