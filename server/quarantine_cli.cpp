@@ -3,6 +3,7 @@
 #include "server/quarantine_cli.hpp"
 
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/json/array.hpp>
@@ -10,6 +11,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <iomanip>
 #include <map>
@@ -448,6 +450,21 @@ int run_quarantine_cli(const std::vector<std::string>& args, std::ostream& out, 
     c.cfg = config::embedded_default();
   }
   if (const int rc = open_context(c, err)) return rc;
+  // root changing a quarantine owned by the relay's user would leave root-owned files behind (a
+  // released copy in outbound/ that the relay cannot read, an audit.log it cannot append to).
+  if (command != "list" && command != "show" && command != "stats") {
+    struct stat st {};
+    if (::geteuid() == 0 && ::stat(c.cfg.quarantine.dir.c_str(), &st) == 0 && st.st_uid != 0) {
+      const passwd* owner = ::getpwuid(st.st_uid);
+      err << "mukai: the quarantine belongs to " << (owner ? safe(owner->pw_name) : std::to_string(st.st_uid))
+          << ": run this as that user (sudo -u " << (owner ? safe(owner->pw_name) : std::to_string(st.st_uid))
+          << " mukai quarantine " << command << " ...)\n";
+      return exit_refused;
+    }
+  }
+  // Who is the effective user; the person behind sudo is noted where the audit log keeps the origin.
+  std::string client = "local";
+  if (const char* sudo_user = std::getenv("SUDO_USER"); sudo_user && *sudo_user) client += " sudo:" + std::string(sudo_user);
 
   const std::string id = needs_id ? vm["id"].as<std::string>() : std::string();
   if (command == "list") return cmd_list(c, vm, out, err);
@@ -459,13 +476,13 @@ int run_quarantine_cli(const std::vector<std::string>& args, std::ostream& out, 
       err << "mukai: spool " << safe(c.cfg.spool.dir.string()) << ": " << ec.message() << "\n";
       return exit_refused;
     }
-    const auto r = c.service->release(id, to, c.who, "local");
+    const auto r = c.service->release(id, to, c.who, client);
     (r.status == action_status::ok ? out : err) << (r.status == action_status::ok ? "" : "mukai: refused: ")
                                                 << safe(r.message) << "\n";
     return exit_for(r.status);
   }
   if (command == "delete") {
-    const auto r = c.service->remove(id, c.who, "local");
+    const auto r = c.service->remove(id, c.who, client);
     (r.status == action_status::ok ? out : err) << (r.status == action_status::ok ? "" : "mukai: refused: ")
                                                 << safe(id) << ": " << safe(r.message) << "\n";
     return exit_for(r.status);

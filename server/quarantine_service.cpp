@@ -205,7 +205,11 @@ action_result quarantine_service::release(std::string_view id, const std::vector
     if (!plausible_address(r)) return refuse(action_status::refused, "not a mail address: " + r);
   }
   bool whole = false;
-  const auto original = read_prefix(*store_.item_dir(id) / "original.eml", 4ull << 30, &whole);
+  // Bounded by what the relay or `mukai sanitize` could have stored (a tampered file is refused,
+  // not read whole into memory).
+  const std::uint64_t cap =
+      2 * std::max<std::uint64_t>(config_.smtp.max_message_size, config_.pol.limit.max_message_size) + (1u << 20);
+  const auto original = read_prefix(*store_.item_dir(id) / "original.eml", cap, &whole);
   if (!original || !whole) return refuse(action_status::failed, "original.eml cannot be read");
 
   spool_envelope env;
@@ -289,6 +293,9 @@ purge_result quarantine_service::purge(std::chrono::system_clock::time_point now
 std::size_t quarantine_service::rebuild_index(std::error_code& ec, std::string_view who) {
   const std::lock_guard lock(action_mutex_);
   ec.clear();
+  // Cleared before listing: an item the relay stores meanwhile is either in the listing or put by
+  // the relay after the clear, never lost between the two.
+  if ((ec = index_.clear())) return 0;
   std::vector<std::string> ids;
   std::error_code it_ec;
   for (std::filesystem::directory_iterator it(store_.root() / "items", it_ec), end; !it_ec && it != end;
@@ -301,7 +308,6 @@ std::size_t quarantine_service::rebuild_index(std::error_code& ec, std::string_v
     return 0;
   }
   std::sort(ids.begin(), ids.end());
-  if ((ec = index_.clear())) return 0;
   std::size_t indexed = 0;
   for (const auto& id : ids) {
     const auto meta = store_.load_meta(id);

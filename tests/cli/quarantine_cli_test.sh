@@ -32,7 +32,7 @@ expect_rc() {
   local rc=$?
   [[ $rc == "$want" ]] || fail "$what: exit $rc, wanted $want; stderr: $(head -c 500 "$work/err")"
 }
-q() { "$mukai" quarantine "$@" --config "$work/mukai.toml"; }
+q() { env -u SUDO_USER "$mukai" quarantine "$@" --config "$work/mukai.toml"; }
 json() { python3 -c "import json,sys; d=json.load(open('$work/out')); print($1)"; }
 # No byte that drives a terminal: ESC, other C0 controls but tab/newline, C1 (UTF-8 C2 80-9F),
 # bidi overrides/isolates (E2 80 AA-AE, E2 81 A6-A9).
@@ -164,6 +164,19 @@ expect_rc 2 "no ID" q release
 expect_rc 2 "unknown command" q frobnicate
 expect_rc 2 "bad --status" q list --status lost
 expect_rc 2 "bad config" "$mukai" quarantine list --config "$work/missing.toml"
+
+if [[ $(id -u) == 0 ]]; then
+  # root must not leave root-owned files in a quarantine that belongs to the relay's user.
+  chown 65534 "$work/q"
+  expect_rc 1 "root refused on another user's quarantine" q delete "$clam_id"
+  check "refusal names sudo -u" grep -q 'sudo -u' "$work/err"
+  expect_rc 0 "root may still list" q list
+  chown 0 "$work/q"
+fi
+SUDO_USER=yamada "$mukai" quarantine release "$pdf_id" --to chief@example.lg.jp --config "$work/mukai.toml" >/dev/null ||
+  fail "release under sudo"
+check "audit.log keeps the sudo user" grep -q '"client":"local sudo:yamada","action":"release"' "$work/q/audit.log"
+rm -f "$work/spool/outbound/"*
 
 # --- 4. delete, rebuild-index, purge ----------------------------------------------------------
 expect_rc 0 "delete" q delete "$clam_id"

@@ -592,3 +592,28 @@ TEST_CASE("relay: a release queued by another process (the CLI) is delivered wit
   CHECK(r.quarantine().get(id)->status == server::item_status::released);
   r.shutdown(5s);
 }
+
+TEST_CASE("relay: the retention purge runs in the relay: files removed, item expired, by \"mukai\"") {
+  testing::temp_dir tmp("mukai-relay");
+  const fs::path out = tmp.path() / "out";
+  server::logger log(server::log_level::warning);
+  auto cfg = relay_config(tmp.path(), {"maildir:" + out.string()});
+  cfg.quarantine.retention = 1s;
+  auto options = fast_options();
+  options.purge_interval = 300ms;
+  server::relay r(cfg, options, log);
+  r.start();
+  REQUIRE(send_message(r.local_endpoints().at(0).port(), "notice@pref.example.jp", {"staff@example.lg.jp"},
+                       pdf_message)
+              .all_delivered());
+  REQUIRE(wait_until([&] { return maildir_files(out).size() == 1; }));
+  const std::string id = indexed_pdf_item(r.quarantine());
+  REQUIRE(wait_until([&] { return r.quarantine().get(id)->status == server::item_status::expired; }, 15s));
+  CHECK_FALSE(fs::exists(cfg.quarantine.dir / "items" / id));
+  const auto item = r.quarantine().get(id);
+  REQUIRE(item);
+  REQUIRE_FALSE(item->history.empty());
+  CHECK(item->history.back().who == "mukai");
+  CHECK(item->history.back().action == "purge");
+  r.shutdown(5s);
+}
