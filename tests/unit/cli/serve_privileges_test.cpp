@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "server/privileges.hpp"
 #include "tests/support/process.hpp"
@@ -86,6 +87,12 @@ TEST_CASE("serve as root with [service] user = nobody: binds, then runs as nobod
   so.stdout_path = so.stderr_path = tmp.path() / "serve.log";
   child_process p(so);
   REQUIRE_MESSAGE(wait_for_listen(port, 30s, p.pid()), read_file_or_empty(tmp.path() / "serve.log"));
+  // The socket listens a moment before the drop (bind first, by design): wait for the end of start-up.
+  const auto started = [&] {
+    return read_file_or_empty(tmp.path() / "serve.log").find("mukai relay listening on") != std::string::npos;
+  };
+  for (int i = 0; i < 300 && !started(); ++i) std::this_thread::sleep_for(100ms);
+  REQUIRE_MESSAGE(started(), read_file_or_empty(tmp.path() / "serve.log"));
   const std::string status = proc_status(p.pid());
   CHECK(ids_are(status, "Uid", nobody.uid));
   CHECK(ids_are(status, "Gid", nobody.gid));
