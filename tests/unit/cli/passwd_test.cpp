@@ -41,7 +41,7 @@ TEST_CASE("passwd: empty input, an empty password and unknown options are refuse
   CHECK(passwd("\n").exit_code == 1);
   CHECK(passwd("x\n", "--bogus").exit_code == 2);
   // Without --stdin and without a terminal it says how to script it.
-  const auto r = run_command({"/usr/bin/setsid", MUKAI_BINARY, "passwd"}, 30s);
+  const auto r = run_command({"/usr/bin/setsid", "--wait", MUKAI_BINARY, "passwd"}, 30s);
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("--stdin") != std::string::npos);
 }
