@@ -2,9 +2,11 @@
 // decision is made by the libraries (config, sanitizers, server), so the relay and the CLI
 // behave the same.
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -23,7 +25,9 @@
 #include "server/next_hop.hpp"
 #include "server/quarantine_cli.hpp"
 #include "server/quarantine_index.hpp"
+#include "server/privileges.hpp"
 #include "server/relay.hpp"
+#include "server/sd_notify.hpp"
 #include "server/quarantine_store.hpp"
 #include "server/sanitize_job.hpp"
 #include "server/sanitizer_worker.hpp"
@@ -220,9 +224,10 @@ int run_check_config(const std::vector<std::string>& args) {
   return exit_ok;
 }
 
-// The web console beside the relay, when [admin] listen is set, over the relay's quarantine service.
-// It has its own audit_log object on the relay's audit file: each record is one O_APPEND write, so
-// the two never interleave. /metrics has no source yet (empty: 404); /readyz checks the spool.
+// The web console beside the relay, when [admin] listen is set, over the relay's quarantine service,
+// with the relay's /metrics and /readyz. It has its own audit_log object on the relay's audit file:
+// each record is one O_APPEND write, so the two never interleave. Started after the relay (its
+// listener binds after the privilege drop: the admin port is unprivileged) and before READY=1.
 struct admin_console {
   std::unique_ptr<server::audit_log> audit;
   std::unique_ptr<server::admin_server> server;
@@ -232,17 +237,16 @@ admin_console start_admin_console(const config::mukai_config& c, server::relay& 
   admin_console a;
   if (c.admin.listen.empty()) return a;
   a.audit = std::make_unique<server::audit_log>(c.quarantine.dir / "audit.log");
-  const std::filesystem::path incoming = c.spool.dir / "incoming";
-  auto readiness = [incoming]() -> std::pair<bool, std::string> {
-    if (::access(incoming.c_str(), W_OK) != 0) return {false, "spool " + incoming.string() + " is not writable"};
-    return {true, ""};
-  };
-  a.server = std::make_unique<server::admin_server>(c, relay.quarantine(), *a.audit, log, nullptr, readiness);
+  a.server = std::make_unique<server::admin_server>(
+      c, relay.quarantine(), *a.audit, log, [&relay] { return relay.metrics_text(); },
+      [&relay] { return relay.readiness(); });
   a.server->start();
   return a;
 }
 
 int run_serve(const std::vector<std::string>& args) {
+  // First, while this is the only thread: it edits the environment.
+  const auto notifier = server::service_notifier::from_environment();
   po::options_description opts("serve");
   opts.add_options()("config", po::value<std::string>());
   po::variables_map vm;
@@ -261,8 +265,27 @@ int run_serve(const std::vector<std::string>& args) {
   } else {
     cfg = config::embedded_default();
   }
+  // Root only to bind: without [service] user there is no account to drop to, so refuse rather
+  // than parse SMTP and write the spool as root (privileges.hpp).
+  std::optional<server::service_user> drop_to;
+  if (::geteuid() == 0) {
+    if (cfg->service.user.empty()) {
+      std::cerr << "mukai: refusing to run as root. Set [service] user = \"mukai\" to bind as root and then run as\n"
+                   "that user, or start mukai as an unprivileged user with CAP_NET_BIND_SERVICE for port 25\n"
+                   "(the packaged systemd unit does).\n";
+      return exit_usage;
+    }
+    std::string why;
+    drop_to = server::lookup_service_user(cfg->service.user, why);
+    if (!drop_to) {
+      std::cerr << "mukai: service.user: " << why << "\n";
+      return exit_usage;
+    }
+  }
   server::log_level level = server::log_level::info;
   (void)server::parse_log_level(cfg->log.level, level);
+  server::log_format format = server::log_format::json;
+  (void)server::parse_log_format(cfg->log.format, format);
 
   // Signals are taken synchronously by this thread (sigwait), so every thread the relay starts
   // inherits a mask with them blocked and no handler ever runs in the middle of relay code.
@@ -277,10 +300,18 @@ int run_serve(const std::vector<std::string>& args) {
   std::unique_ptr<server::relay> relay;
   admin_console console;
   try {
-    log = std::make_unique<server::logger>(level, cfg->log.file);
+    log = std::make_unique<server::logger>(level, cfg->log.file, true, format);
     server::relay_options ro;
     ro.config_file = config_file;
     ro.worker_binary = server::current_executable();
+    if (drop_to) {
+      ro.after_bind = [&drop_to, &log] {
+        server::drop_privileges(*drop_to);
+        log->write(server::log_level::info, "listeners bound; running as user " + drop_to->name + " (uid " +
+                                                std::to_string(drop_to->uid) + ", gid " +
+                                                std::to_string(drop_to->gid) + ")");
+      };
+    }
     relay = std::make_unique<server::relay>(*cfg, ro, *log);
     relay->start();
     console = start_admin_console(*cfg, *relay, *log);
@@ -289,10 +320,38 @@ int run_serve(const std::vector<std::string>& args) {
     return exit_failure;
   }
   log->write(server::log_level::info, "configuration: " + cfg->source);
+  // Type=notify: ready once the listeners accept and recovery is done (both in start()).
+  auto tell = [&](const std::string& state) {
+    if (auto ec = notifier.notify(state))
+      log->write(server::log_level::warning, "sd_notify " + state.substr(0, state.find('\n')) + ": " + ec.message());
+  };
+  tell("READY=1\nSTATUS=relaying");
+  // With WatchdogSec= set, the signal wait wakes at half the interval to send WATCHDOG=1.
+  const auto watchdog = notifier.watchdog_interval();
+  timespec tick{};
+  if (watchdog) {
+    const auto half = *watchdog / 2;
+    tick.tv_sec = static_cast<time_t>(half.count() / 1000000);
+    tick.tv_nsec = static_cast<long>(half.count() % 1000000 * 1000);
+  }
   for (;;) {
     int sig = 0;
-    if (sigwait(&wanted, &sig) != 0) continue;
+    if (watchdog) {
+      sig = sigtimedwait(&wanted, nullptr, &tick);
+      if (sig < 0) {
+        if (errno == EAGAIN) tell("WATCHDOG=1");
+        continue;
+      }
+    } else if (sigwait(&wanted, &sig) != 0) {
+      continue;
+    }
     if (sig == SIGHUP) {
+      tell(server::reloading_state());
+      // READY=1 follows whatever the outcome: a refused reload keeps the running configuration.
+      struct ready_after {
+        decltype(tell)& t;
+        ~ready_after() { t("READY=1\nSTATUS=relaying"); }
+      } ready{tell};
       if (config_file.empty()) {
         log->write(server::log_level::warning, "SIGHUP: running on the embedded default, nothing to reload");
         continue;
@@ -313,6 +372,7 @@ int run_serve(const std::vector<std::string>& args) {
       continue;
     }
     log->write(server::log_level::info, std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
+    tell("STOPPING=1\nSTATUS=stopping");
     if (console.server) console.server->stop();
     relay->shutdown(std::chrono::seconds(30));
     return exit_ok;

@@ -162,6 +162,17 @@ class table_reader {
   std::set<std::string> used_;
 };
 
+// The portable user-name rule of useradd(8)/systemd-sysusers (NAME_REGEX), without a trailing '$'.
+bool valid_user_name(std::string_view name) {
+  if (name.empty() || name.size() > 32) return false;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char ch = name[i];
+    const bool ok = (ch >= 'a' && ch <= 'z') || ch == '_' || (i > 0 && ((ch >= '0' && ch <= '9') || ch == '-'));
+    if (!ok) return false;
+  }
+  return true;
+}
+
 template <typename Enum>
 void read_enum(table_reader& r, std::string_view key, Enum& out,
                std::initializer_list<std::pair<std::string_view, Enum>> names) {
@@ -421,6 +432,14 @@ void read_all(const toml::table& root, const std::string& file, std::vector<conf
               {{"debug", std::string("debug")}, {"info", std::string("info")},
                {"warning", std::string("warning")}, {"error", std::string("error")}});
     lr.read("file", c.log.file);
+    read_enum(lr, "format", c.log.format, {{"json", std::string("json")}, {"text", std::string("text")}});
+  }
+  if (auto* t = r.sub("service")) {
+    table_reader sr(*t, "service", file, errors);
+    sr.read("user", c.service.user);
+    if (!c.service.user.empty() && !valid_user_name(c.service.user))
+      sr.error(*t->get("user"), "user", "\"" + c.service.user + "\" is not a user name ([a-z_][a-z0-9_-]*, at most 32)");
+    if (c.service.user == "root") sr.error(*t->get("user"), "user", "must not be root (it is the user to drop to)");
   }
   if (auto* t = r.sub("worker")) {
     table_reader wr(*t, "worker", file, errors);

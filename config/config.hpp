@@ -90,6 +90,15 @@ struct admin_config {
 struct log_config {
   std::string level = "info";  // debug | info | warning | error
   std::string file;            // empty = stderr only
+  // "json": one JSON object per line (message events with their fields; what log shippers and
+  // jq read without a grok pattern). "text": "time level: ID: event key=value" for a terminal.
+  std::string format = "json";
+};
+
+struct service_config {
+  // When started as root: bind the listeners, then drop to this user (its primary group, no
+  // supplementary groups) before the spool is touched. Empty: refuse to run as root.
+  std::string user;
 };
 
 struct worker_config {
@@ -112,6 +121,7 @@ struct mukai_config {
   admin_config admin;
   log_config log;
   worker_config worker;
+  service_config service;
 };
 
 struct load_result {

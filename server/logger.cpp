@@ -60,8 +60,8 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
   if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
   if (cp >= 0x80 && cp <= 0x9F) return 0;  // C1 controls (CSI 0x9B drives terminals)
   if (cp == 0x2028 || cp == 0x2029) return 0;  // line/paragraph separators split lines in viewers
-  // Bidi embeddings, overrides, isolates and marks reorder what a terminal shows ("Trojan Source"):
-  // a file name could display as something it is not.
+  // Bidirectional controls reorder what a reader sees ("Trojan Source"): an address could display
+  // as another one. ALM, LRM/RLM, embeddings/overrides, isolates.
   if (cp == 0x061C || cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069))
     return 0;
   return n;
@@ -101,8 +101,8 @@ std::string escape_for_log(std::string_view text) {
   return out;
 }
 
-logger::logger(log_level threshold, const std::string& file, bool to_stderr)
-    : threshold_(threshold), to_stderr_(to_stderr) {
+logger::logger(log_level threshold, const std::string& file, bool to_stderr, log_format format)
+    : threshold_(threshold), to_stderr_(to_stderr), format_(format) {
   if (!file.empty()) {
     fd_ = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
     if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "cannot open log file " + file);
@@ -128,28 +128,70 @@ void write_all(int fd, std::string_view s) noexcept {
 
 }  // namespace
 
+bool parse_log_format(std::string_view text, log_format& out) noexcept {
+  if (text == "json") {
+    out = log_format::json;
+  } else if (text == "text") {
+    out = log_format::text;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+// "2026-11-22T01:35:12.345Z" (UTC, millisecond precision).
+std::string timestamp() {
+  const auto now = std::chrono::system_clock::now();
+  const auto secs = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char stamp[96];
+  std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return stamp;
+}
+
+}  // namespace
+
 void logger::write(log_level level, std::string_view text) noexcept {
   if (!enabled(level)) return;
   try {
-    const auto now = std::chrono::system_clock::now();
-    const auto secs = std::chrono::system_clock::to_time_t(now);
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char stamp[96];
-    std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-    std::string line = stamp;
-    line += to_string(level);
-    line += ": ";
-    line += escape_for_log(text);
+    std::string line;
+    if (format_ == log_format::json) {
+      line = plain_line_json(timestamp(), to_string(level), text);
+    } else {
+      line = timestamp() + " " + std::string(to_string(level)) + ": " + escape_for_log(text);
+    }
     line += '\n';
-    const std::lock_guard lock(mutex_);
-    if (to_stderr_) write_all(STDERR_FILENO, line);
-    if (fd_ >= 0) write_all(fd_, line);
+    emit(line);
   } catch (...) {
     // Out of memory while logging: drop the line rather than take the relay down.
   }
+}
+
+void logger::write(log_level level, const log_event& event) noexcept {
+  if (!enabled(level)) return;
+  try {
+    std::string line;
+    if (format_ == log_format::json) {
+      line = event.to_json(timestamp(), to_string(level));
+    } else {
+      // to_text() escaped every value already: no second escape_for_log (it would double backslashes).
+      line = timestamp() + " " + std::string(to_string(level)) + ": " + event.to_text();
+    }
+    line += '\n';
+    emit(line);
+  } catch (...) {
+  }
+}
+
+void logger::emit(const std::string& line) noexcept {
+  const std::lock_guard lock(mutex_);
+  if (to_stderr_) write_all(STDERR_FILENO, line);
+  if (fd_ >= 0) write_all(fd_, line);
 }
 
 }  // namespace mukai::server

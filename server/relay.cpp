@@ -10,6 +10,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/json.hpp>
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -28,6 +29,8 @@
 #include "server/quarantine_index.hpp"
 #include "server/quarantine_service.hpp"
 #include "server/quarantine_store.hpp"
+#include "server/readiness.hpp"
+#include "server/relay_metrics.hpp"
 #include "server/smtp_trace.hpp"
 #include "server/spool.hpp"
 
@@ -71,15 +74,6 @@ std::vector<next_hop> parse_hops_or_throw(const std::vector<std::string>& entrie
 
 bool all_ascii(std::string_view s) noexcept {
   return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-}
-
-std::string join_addresses(const spool_envelope& e) {
-  std::string out;
-  for (auto& r : e.recipients) {
-    if (!out.empty()) out += ',';
-    out += '<' + r.address + '>';
-  }
-  return out;
 }
 
 // Everything delivery needs that a reload may replace; a delivery attempt keeps the snapshot it
@@ -193,6 +187,9 @@ struct relay::impl {
         recipients_delivered{0}, recipients_deferred{0}, recipients_failed{0}, messages_finished{0},
         dsns_queued{0}, corrupt{0};
   } n;
+  relay_metrics metrics;
+  next_hop_health health;
+  std::map<std::string, std::string, std::less<>> message_ids;  // guarded by mutex
 
   // The sanitizer workers for a configuration; their failures are logged as errors.
   std::shared_ptr<sanitizer_pool> make_pool(const config::mukai_config& c) {
@@ -348,26 +345,66 @@ struct relay::impl {
       }
     }
     const auto& rep = out.result.rep;
+    metrics.record_sanitized(rep, std::chrono::duration<double>(steady_clock::now() - t0).count());
     switch (rep.result) {
       case sanitize::verdict::clean: n.clean++; break;
       case sanitize::verdict::sanitized: n.sanitized++; break;
       case sanitize::verdict::held: n.held++; break;
     }
-    std::size_t removed = 0;
-    for (auto& part : rep.parts)
-      if (part.action == sanitize::part_action::quarantined || part.action == sanitize::part_action::discarded)
-        ++removed;
-    std::string line = id + ": " + sanitize::to_string(rep.result) + " from=<" + msg->envelope.mail_from +
-                       "> to=" + join_addresses(msg->envelope) + " size=" + std::to_string(msg->body.size()) + " parts=" + std::to_string(rep.parts.size()) +
-                       " removed=" + std::to_string(removed) +
-                       " quarantine=" + (rep.quarantine_id ? *rep.quarantine_id : std::string("-")) +
-                       " time=" + std::to_string(ms) + "ms";
-    if (!rep.reasons.empty()) {
-      line += " reasons=";
-      for (std::size_t i = 0; i < rep.reasons.size() && i < 8; ++i) line += (i ? "," : "") + rep.reasons[i];
-    }
-    info(line);
+    log_sanitized(id, msg->envelope, msg->body.size(), out.result, out.result.output.size(), ms);
     enqueue_delivery(id);
+  }
+
+  // "sanitized" (clean or sanitized verdict) or "quarantined" (held: the original is in the
+  // quarantine and only the notice goes on): one line with everything the engine decided.
+  void log_sanitized(const std::string& id, const spool_envelope& env, std::size_t size, const sanitize::result& r,
+                     std::size_t output_size, long long ms) {
+    const auto& rep = r.rep;
+    remember_message_id(id, r.headers.message_id);
+    log_event ev = message_event(rep.result == sanitize::verdict::held ? "quarantined" : "sanitized", id, env);
+    boost::json::array rcpts;
+    for (auto& rc : env.recipients) rcpts.emplace_back(log_event::clean(rc.address));
+    ev.add_value("rcpt", std::move(rcpts));
+    ev.add("size", static_cast<std::uint64_t>(size))
+        .add("verdict", sanitize::to_string(rep.result))
+        .add("subject", r.headers.subject)
+        .add("output_size", static_cast<std::uint64_t>(output_size))
+        .add("parts", static_cast<std::uint64_t>(rep.parts.size()));
+    boost::json::array removed;
+    for (auto& part : rep.parts) {
+      if (part.action != sanitize::part_action::quarantined && part.action != sanitize::part_action::discarded) continue;
+      if (removed.size() >= 32) break;  // a line stays bounded; the quarantine item has them all
+      removed.push_back(boost::json::object{{"path", log_event::clean(part.path)},
+                                            {"type", log_event::clean(part.detected_type)},
+                                            {"declared", log_event::clean(part.declared_type)},
+                                            {"filename", log_event::clean(part.filename.substr(0, 200))},
+                                            {"size", part.size},
+                                            {"action", sanitize::to_string(part.action)},
+                                            {"reason", log_event::clean(part.reason)}});
+    }
+    ev.add_value("removed", std::move(removed));
+    ev.add("actions", rep.actions).add("reasons", rep.reasons);
+    if (rep.quarantine_id) ev.add("quarantine_id", *rep.quarantine_id);
+    ev.add("sanitize_ms", static_cast<std::uint64_t>(std::max<long long>(0, ms)));
+    log.write(log_level::info, ev);
+  }
+
+  // Message-IDs from the sanitizer, for the delivery events (the relay never parses a message). In
+  // memory only and bounded: after a restart, or beyond the bound, delivery events omit it.
+  static constexpr std::size_t max_remembered_ids = 100'000;
+  void remember_message_id(const std::string& id, const std::string& message_id) {
+    const std::lock_guard lock(mutex);
+    if (message_ids.size() < max_remembered_ids) message_ids[id] = message_id.substr(0, 998);
+  }
+
+  log_event message_event(std::string_view name, const std::string& id, const spool_envelope& env) {
+    log_event ev(name, id);
+    {
+      const std::lock_guard lock(mutex);
+      if (auto it = message_ids.find(id); it != message_ids.end()) ev.add("message_id", it->second);
+    }
+    ev.add("from", env.mail_from).add("client", env.client_address).add("tls", env.tls);
+    return ev;
   }
 
   void move_to_corrupt(spool_state state, const std::string& id) {
@@ -439,10 +476,12 @@ struct relay::impl {
     job->is_dsn = job->message.envelope.client_address == dsn_client_address;
     if (job->pending.empty()) {
       // Every recipient settled before a crash stopped us from removing the message.
-      if (auto ec = finish_job(*job, job->state))
+      if (auto ec = finish_job(*job, job->state)) {
         error(job->id + ": cannot remove delivered message: " + ec.message());
-      else
+      } else {
         n.messages_finished++;
+        forget_message_id(job->id);
+      }
       co_return;
     }
     n.delivery_attempts++;
@@ -490,18 +529,6 @@ struct relay::impl {
       if (hop.error)
         warn(job->id + ": " + hop.hop + ": " + hop.error_text);
     }
-    for (auto& r : job->outcome.recipients) {
-      const auto& rcpt = env.recipients.at(r.index);
-      const auto& rs = state.recipients.at(r.index);
-      const char* status = rs.status == recipient_status::delivered ? "sent"
-                           : rs.status == recipient_status::failed  ? (r.status == rcpt_status::permanent ? "bounced" : "expired")
-                                                                     : "deferred";
-      const std::string relay_name =
-          !r.remote.empty() ? r.remote : job->outcome.hops.empty() ? std::string("none") : job->outcome.hops.back().hop;
-      info(job->id + ": to=<" + rcpt.address + "> relay=" + relay_name +
-           " status=" + status + " (" + r.reply + ")");
-    }
-
     // A copy delivered from memory goes to outbound/ once something outlives this attempt (a
     // recipient to retry, a state to save beside a DSN): from then on the spool has it like any other.
     const bool wants_dsn = !sum.newly_failed.empty() && job->setup->bounce && !job->is_dsn;
@@ -515,7 +542,9 @@ struct relay::impl {
       job->from_memory = false;
     }
 
+    record_hop_health(job->outcome);
     bool dsn_spooled = false;
+    std::string dsn_queued;
     // The DSN is spooled before the failures are recorded: a crash in between sends the failed
     // recipients once more (and perhaps a second DSN), it never loses the DSN.
     if (wants_dsn) {
@@ -528,7 +557,7 @@ struct relay::impl {
         }
         n.dsns_queued++;
         dsn_spooled = true;
-        info(job->id + ": DSN " + dsn_id + " queued for <" + env.mail_from + ">");
+        dsn_queued = dsn_id;
         enqueue_delivery(dsn_id);
       }
     }
@@ -545,6 +574,7 @@ struct relay::impl {
     n.recipients_delivered += sum.delivered;
     n.recipients_failed += sum.failed;
     n.recipients_deferred += sum.deferred;
+    if (!sum.newly_failed.empty()) metrics.record_bounced_message();
     if (sum.finished) {
       if (auto ec = finish_job(*job, state)) {
         error(job->id + ": cannot remove the delivered message: " + ec.message() + "; retrying later");
@@ -552,7 +582,11 @@ struct relay::impl {
         co_return;
       }
       n.messages_finished++;
-      info(job->id + ": removed");
+      if (std::any_of(state.recipients.begin(), state.recipients.end(),
+                      [](const auto& r) { return r.status == recipient_status::delivered; }))
+        metrics.record_delivered_message(std::chrono::duration<double>(now - env.received).count());
+      log_attempt(*job, state, now, true, {}, dsn_queued);
+      forget_message_id(job->id);
     } else {
       if (auto ec = spool_.defer(job->id, sum.next_attempt)) {
         error(job->id + ": cannot defer: " + ec.message() + "; retrying later");
@@ -563,10 +597,113 @@ struct relay::impl {
         const std::lock_guard lock(mutex);
         deferred_schedule[job->id] = sum.next_attempt;
       }
-      const auto wait = std::chrono::duration_cast<std::chrono::seconds>(sum.next_attempt - now).count();
-      info(job->id + ": deferred, " + std::to_string(sum.deferred) + " recipient(s) pending, next attempt in " +
-           std::to_string(std::max<long long>(0, wait)) + "s");
+      metrics.record_deferred_message();
+      log_attempt(*job, state, now, false, sum.next_attempt, dsn_queued);
     }
+  }
+
+  void forget_message_id(const std::string& id) {
+    const std::lock_guard lock(mutex);
+    message_ids.erase(id);
+  }
+
+  // One event per outcome of an attempt: "delivered" (recipients accepted now), "bounced"
+  // (refused or expired now; with the DSN's queue ID), "deferred" (still pending, with the next
+  // attempt). `finished`: the message left the spool with this attempt.
+  void log_attempt(const delivery_job& job, const delivery_state& state, system_clock::time_point now, bool finished,
+                   system_clock::time_point next_attempt, const std::string& dsn_id) {
+    const auto& env = job.message.envelope;
+    boost::json::array delivered, bounced, deferred;
+    std::string relay_name;
+    for (auto& r : job.outcome.recipients) {
+      const auto& rs = state.recipients.at(r.index);
+      boost::json::object o{{"to", log_event::clean(env.recipients.at(r.index).address)},
+                            {"reply", log_event::clean(r.reply.substr(0, 512))}};
+      if (!r.remote.empty()) {
+        o["relay"] = log_event::clean(r.remote);
+        relay_name = r.remote;
+      }
+      if (rs.status == recipient_status::delivered) {
+        delivered.push_back(std::move(o));
+      } else if (rs.status == recipient_status::failed) {
+        o["status"] = r.status == rcpt_status::permanent ? "refused" : "expired";
+        bounced.push_back(std::move(o));
+      } else {
+        deferred.push_back(std::move(o));
+      }
+    }
+    if (relay_name.empty() && !job.outcome.hops.empty()) relay_name = job.outcome.hops.back().hop;
+    const bool tls = !job.outcome.hops.empty() && job.outcome.hops.back().tls;
+    const auto latency_ms = static_cast<std::uint64_t>(
+        std::max<long long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(now - env.received).count()));
+    auto emit = [&](const char* name, boost::json::array list, log_level level) {
+      if (list.empty()) return;
+      log_event ev = message_event(name, job.id, env);
+      ev.add_value("recipients", std::move(list)).add("relay", relay_name).add("relay_tls", tls);
+      ev.add("latency_ms", latency_ms).add("finished", finished);
+      if (job.is_dsn) ev.add("dsn", true);
+      if (std::string_view(name) == "bounced" && !dsn_id.empty()) ev.add("dsn_queue_id", dsn_id);
+      if (std::string_view(name) == "deferred")
+        ev.add("next_attempt_s", static_cast<std::uint64_t>(std::max<long long>(
+                                     0, std::chrono::duration_cast<std::chrono::seconds>(next_attempt - now).count())));
+      log.write(level, ev);
+    };
+    emit("delivered", std::move(delivered), log_level::info);
+    emit("bounced", std::move(bounced), log_level::warning);
+    emit("deferred", std::move(deferred), log_level::info);
+  }
+
+  // A hop whose session ran (even one answering 4xx for every recipient), or that took a final
+  // answer before an error, is reachable (readiness.hpp). hop_report counts recipients left
+  // pending by a refused connection as temporary, so those do not count.
+  void record_hop_health(const delivery_outcome& outcome) {
+    if (outcome.hops.empty()) return;
+    for (auto& hop : outcome.hops) {
+      if (!hop.error || hop.delivered + hop.permanent > 0) {
+        health.record(true, hop.hop);
+        return;
+      }
+    }
+    health.record(false, outcome.hops.back().hop + ": " + outcome.hops.back().error_text);
+  }
+
+  void start_probe() {
+    std::vector<next_hop> hops;
+    {
+      const std::lock_guard lock(mutex);
+      if (stopping) return;
+      hops = delivery->hops;
+    }
+    asio::co_spawn(asio::make_strand(io), probe_next_hops(std::move(hops), std::chrono::seconds(10)),
+                   [this](std::exception_ptr e, probe_result r) {
+                     if (e) r = {false, "probe failed"};
+                     health.record(r.connected, r.detail);
+                   });
+  }
+
+  relay_queue_gauges queue_gauges() const {
+    relay_queue_gauges g;
+    const std::lock_guard lock(mutex);
+    g.incoming = sanitize_known.size();
+    g.outbound = delivery_known.size();
+    g.deferred = deferred_schedule.size();
+    // Queue IDs sort by creation time, so each set's first ID is its oldest message.
+    std::optional<std::string_view> oldest;
+    auto consider = [&oldest](std::string_view id) {
+      if (!oldest || id < *oldest) oldest = id;
+    };
+    if (!sanitize_known.empty()) consider(*sanitize_known.begin());
+    if (!delivery_known.empty()) consider(*delivery_known.begin());
+    if (!deferred_schedule.empty()) consider(deferred_schedule.begin()->first);
+    for (auto& [when, item] : retries) {
+      consider(item.first);
+      if (item.second == stage::sanitize) ++g.incoming; else ++g.outbound;
+    }
+    if (oldest) {
+      if (auto t = queue_id_time(*oldest))
+        g.oldest_age_seconds = std::max(0.0, std::chrono::duration<double>(system_clock::now() - *t).count());
+    }
+    return g;
   }
 
   // ---- scheduler -----------------------------------------------------------------------------
@@ -706,6 +843,15 @@ relay::relay(const config::mukai_config& config, relay_options options, logger& 
     : impl_(std::make_unique<impl>(config, std::move(options), log)) {
   auto& m = *impl_;
   m.delivery = make_delivery_setup(config, m.options.client_options);
+  // Listeners first (port 25 may need root), then the privilege drop, then everything that
+  // touches mail: no spool file is ever created by root.
+  smtp_server_options so;
+  so.on_message_spooled = [&m](std::string id) { m.enqueue_sanitize(std::move(id)); };
+  so.log = [&log](smtp_log_level level, std::string_view text) { log.write(level, text); };
+  so.log_event = [&log](smtp_log_level level, const log_event& ev) { log.write(level, ev); };
+  m.server = std::make_unique<smtp_server>(m.io.get_executor(), m.blocking.get_executor(), m.spool_, config,
+                                           std::move(so));
+  if (m.options.after_bind) m.options.after_bind();
   // Parents of the spool and quarantine roots (e.g. ./mukai-data on a first run); the roots
   // themselves are created 0700 by ensure_layout.
   for (const auto& dir : {config.spool.dir, config.quarantine.dir}) {
@@ -741,12 +887,6 @@ relay::relay(const config::mukai_config& config, relay_options options, logger& 
   }
 
   m.pool = m.make_pool(config);
-
-  smtp_server_options so;
-  so.on_message_spooled = [&m](std::string id) { m.enqueue_sanitize(std::move(id)); };
-  so.log = [&log](smtp_log_level level, std::string_view text) { log.write(level, text); };
-  m.server = std::make_unique<smtp_server>(m.io.get_executor(), m.blocking.get_executor(), m.spool_, config,
-                                           std::move(so));
 }
 
 relay::~relay() {
@@ -768,6 +908,7 @@ void relay::start() {
   m.load_deferred_schedule(false);
   m.scheduler = std::thread([&m] { m.scheduler_loop(); });
   m.server->start();
+  if (m.health.claim_probe()) m.start_probe();
   std::string where;
   for (auto& ep : m.server->local_endpoints()) {
     std::ostringstream s;
@@ -798,8 +939,9 @@ void relay::reload(const config::mukai_config& config) {
   }
   if (old->smtp.listen != config.smtp.listen || old->spool.dir != config.spool.dir ||
       old->quarantine.dir != config.quarantine.dir || old->worker.count != config.worker.count ||
-      old->log.file != config.log.file)
-    m.warn("reload: listen addresses, directories, worker count and the log file change only at a restart");
+      old->log.file != config.log.file || old->log.format != config.log.format || old->service.user != config.service.user)
+    m.warn("reload: listen addresses, directories, worker count, the log file and format and the service user "
+           "change only at a restart");
   m.info("configuration reloaded from " + config.source);
 }
 
@@ -869,6 +1011,22 @@ relay_counters relay::counters() const {
   c.dsns_queued = m.n.dsns_queued;
   c.corrupt = m.n.corrupt;
   return c;
+}
+
+std::string relay::metrics_text() const { return impl_->metrics.render(counters(), impl_->queue_gauges()); }
+
+std::pair<bool, std::string> relay::readiness() {
+  auto& m = *impl_;
+  std::shared_ptr<const config::mukai_config> c;
+  {
+    const std::lock_guard lock(m.mutex);
+    if (m.stopping || m.stopped) return {false, "stopping"};
+    c = m.cfg;
+  }
+  auto spool = check_spool_writable(c->spool.dir, m.spool_.storage_low(c->spool.min_free_space));
+  if (m.health.claim_probe()) m.start_probe();
+  auto hop = m.health.status();
+  return {spool.first && hop.first, spool.second + "; " + hop.second};
 }
 
 }  // namespace mukai::server

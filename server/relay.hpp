@@ -49,7 +49,10 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "config/config.hpp"
@@ -76,6 +79,9 @@ struct relay_options {
   std::chrono::milliseconds rescan_interval{60'000};  // full directory scan (safety net)
   // Tests: shorter client timeouts than Postfix's defaults (nullopt: from the configuration).
   std::optional<smtp_client_options> client_options;
+  // Called once the listeners are bound and before the spool, the quarantine or a worker is
+  // touched: `mukai serve` drops root privileges here (privileges.hpp). May throw (start-up fails).
+  std::function<void()> after_bind;
 };
 
 struct relay_counters {
@@ -92,8 +98,8 @@ struct relay_counters {
 
 class relay {
  public:
-  // Start-up: parses the next hops, lays out and recovers the spool, purges the quarantine's
-  // staging area, builds the worker pool and the delivery client, binds the listeners. Throws
+  // Start-up: parses the next hops, binds the listeners, calls options.after_bind, lays out and
+  // recovers the spool, purges the quarantine's staging area, builds the worker pool. Throws
   // (std::runtime_error, std::system_error, std::invalid_argument) with a message for the
   // administrator on any problem. `log` must outlive the relay. Accepts nothing until start().
   relay(const config::mukai_config& config, relay_options options, logger& log);
@@ -127,6 +133,11 @@ class relay {
   // log <quarantine.dir>/audit.log); a release is delivered at once. Valid from construction until
   // the relay is destroyed; its calls block (run them off the I/O threads).
   [[nodiscard]] quarantine_service& quarantine();
+  // The Prometheus text for /metrics (relay_metrics.hpp). Cheap: atomics and the queue sizes.
+  [[nodiscard]] std::string metrics_text() const;
+  // For /readyz: ready (true) or not, with the reason (readiness.hpp has the rule). Never blocks:
+  // a stale next-hop outcome starts a background probe and is answered from meanwhile.
+  [[nodiscard]] std::pair<bool, std::string> readiness();
 
  private:
   struct impl;

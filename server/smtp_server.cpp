@@ -405,6 +405,17 @@ std::shared_ptr<const smtp_settings> smtp_server_state::current_settings() const
   return settings;
 }
 
+void smtp_server_state::log(smtp_log_level level, const log_event& event) const noexcept {
+  try {
+    if (options.log_event)
+      options.log_event(level, event);
+    else if (options.log)
+      options.log(level, event.to_text());
+  } catch (...) {
+    // A failing log sink must not take a session down.
+  }
+}
+
 void smtp_server_state::log(smtp_log_level level, std::string_view message) const noexcept {
   if (!options.log) return;
   try {

@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "server/log_event.hpp"
 #include "server/smtp_protocol.hpp"
 #include "server/spool.hpp"
 
@@ -93,6 +94,9 @@ struct smtp_server_options {
   std::function<void(std::string queue_id)> on_message_spooled;
   // Diagnostics. Lines about a message carry its queue ID.
   std::function<void(smtp_log_level, std::string_view)> log;
+  // Structured events: "received" (info) per message spooled, "connect"/"disconnect" (debug) per
+  // session. Empty: they go to `log` as text.
+  std::function<void(smtp_log_level, const log_event&)> log_event;
 };
 
 // How the [smtp] timeouts apply (all required > 0):

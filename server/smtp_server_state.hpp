@@ -87,6 +87,7 @@ struct smtp_server_state {
 
   [[nodiscard]] std::shared_ptr<const smtp_settings> current_settings() const;
   void log(smtp_log_level level, std::string_view message) const noexcept;
+  void log(smtp_log_level level, const log_event& event) const noexcept;
   // spool.storage_low(min_free_space), re-checked at most every storage_check_interval.
   [[nodiscard]] bool storage_low(std::uint64_t min_free_space) noexcept;
   void count_reply(std::string_view reply) noexcept;

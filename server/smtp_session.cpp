@@ -93,14 +93,20 @@ asio::awaitable<void> smtp_session::run() {
   // Replies are batched by the loop itself (one write per receive()); Nagle would only delay them.
   socket_.set_option(tcp::no_delay(true), ec);
   connected_at_ = clock::now();
-  server().log(smtp_log_level::debug, "connect from " + name_);
+  server().log(smtp_log_level::debug, log_event("connect").add("client", name_));
   protocol_.start();
   loop_exit exit = co_await run_loop(socket_);
   if (exit == loop_exit::start_tls) exit = co_await handshake_and_run();
   close_socket();
-  server().log(smtp_log_level::debug, "disconnect from " + name_ +
-                                          " commands=" + std::to_string(protocol_.commands()) +
-                                          " messages=" + std::to_string(protocol_.messages_accepted()));
+  server().log(smtp_log_level::debug,
+               log_event("disconnect")
+                   .add("client", name_)
+                   .add("commands", static_cast<std::uint64_t>(protocol_.commands()))
+                   .add("messages", static_cast<std::uint64_t>(protocol_.messages_accepted()))
+                   .add("tls", tls_.has_value())
+                   .add("duration_ms", static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                      clock::now() - connected_at_)
+                                                                      .count())));
 }
 
 void smtp_session::request_stop(stop_level level) {
@@ -412,6 +418,7 @@ asio::awaitable<void> smtp_session::spool_staged(bool commit) {
     co_return;
   }
   if (commit) {
+    message_size_ = job_.writer ? job_.writer->size() : 0;
     job_.writer.reset();  // committed: destroying it touches no file
     co_return;
   }
@@ -429,9 +436,18 @@ asio::awaitable<void> smtp_session::finish_message() {
   }
   if (!queue_id.empty()) {
     server().counters.messages_spooled.fetch_add(1, std::memory_order_relaxed);
-    server().log(smtp_log_level::info, queue_id + ": queued from " + name_ + " helo=" + envelope_.helo +
-                                           " recipients=" + std::to_string(envelope_.recipients.size()) +
-                                           (envelope_.tls ? " tls" : ""));
+    std::vector<std::string> rcpts;
+    rcpts.reserve(envelope_.recipients.size());
+    for (const auto& r : envelope_.recipients) rcpts.push_back(r.address);
+    server().log(smtp_log_level::info, log_event("received", queue_id)
+                                           .add("client", envelope_.client_address)
+                                           .add("client_port", name_)
+                                           .add("helo", envelope_.helo)
+                                           .add("from", envelope_.mail_from)
+                                           .add("rcpt", rcpts)
+                                           .add("tls", envelope_.tls)
+                                           .add("esmtp", envelope_.esmtp)
+                                           .add("size", message_size_));
     protocol_.message_committed(queue_id);
     if (server().options.on_message_spooled) {
       try {

@@ -168,6 +168,7 @@ class smtp_session final : public smtp_event_sink, public std::enable_shared_fro
   bool in_data_ = false;            // DATA or a BDAT chunk is being read
   clock::duration data_wait_{};     // time spent waiting for this message's octets
   std::uint64_t data_bytes_ = 0;
+  std::uint64_t message_size_ = 0;  // bytes of the last committed message (for its log event)
 
   // The message being received.
   bool message_open_ = false;

@@ -122,10 +122,10 @@ TEST_CASE("web console in headless Chromium: search, detail, release, hostile st
   const std::string op_pw = "operator-" + std::to_string(::getpid()) + "-パス";
   const std::string viewer_pw = "viewer pass " + std::to_string(::getpid());
   const std::uint16_t admin_port = free_loopback_port();
-  const fs::path outbox = tmp.path() / "outbox";
-
   mukai_options o;
   o.dir = tmp.path() / "mukai";
+  // Inside mukai's directory: as root the test hands that over to the user mukai drops to.
+  const fs::path outbox = o.dir / "outbox";
   o.next_hops = {"maildir:" + outbox.string()};
   o.extra_sections = "[admin]\nlisten = \"127.0.0.1:" + std::to_string(admin_port) +
                      "\"\nsession_lifetime = \"1h\"\n"

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tests/support/process.hpp"
+#include "tests/support/service_user.hpp"
 
 namespace mukai::testing {
 
@@ -65,12 +66,14 @@ class mukai_instance {
     f << "[spool]\ndir = \"" << spool_dir().string() << "\"\nmin_free_space = \"0\"\n"
       << "[quarantine]\ndir = \"" << quarantine_dir().string() << "\"\n"
       << "[worker]\ncount = " << o_.workers << "\n[log]\nlevel = \"" << o_.log_level << "\"\n"
-      << o_.extra_sections;
+      << service_section_for_tests() << o_.extra_sections;
     if (!f) throw std::runtime_error("cannot write " + config_path().string());
   }
 
   // Starts `mukai serve --config` and waits until it listens (its own socket, by pid).
   void start() {
+    // As root (CI), mukai drops to nobody after binding: nobody must own what it writes.
+    if (running_as_root()) hand_over(o_.dir, nobody_user());
     spawn_options so;
     so.argv = {MUKAI_BINARY, "serve", "--config", config_path().string()};
     so.stdout_path = log_path();

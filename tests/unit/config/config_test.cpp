@@ -76,3 +76,23 @@ TEST_CASE("sizes and durations") {
   CHECK_FALSE(parse_duration("m"));
   CHECK_FALSE(parse_duration("5 m"));
 }
+
+TEST_CASE("[log] format and [service] user") {
+  auto d = embedded_default();
+  CHECK(d.log.format == "json");
+  CHECK(d.service.user.empty());
+  auto ok = load_config_text("[log]\nformat = \"text\"\n[service]\nuser = \"mukai\"\n", "x.toml");
+  REQUIRE(ok.config);
+  CHECK(ok.config->log.format == "text");
+  CHECK(ok.config->service.user == "mukai");
+  auto bad = load_config_text("[log]\nformat = \"xml\"\n[service]\nuser = \"Bad User\"\n", "x.toml");
+  REQUIRE(bad.errors.size() == 2);
+  CHECK(bad.errors[0].key == "log.format");
+  CHECK(bad.errors[1].key == "service.user");
+  CHECK(bad.errors[1].line == 4);
+  auto root = load_config_text("[service]\nuser = \"root\"\n", "x.toml");
+  REQUIRE(root.errors.size() == 1);
+  CHECK(root.errors[0].message.find("must not be root") != std::string::npos);
+  auto unknown = load_config_text("[service]\ngroup = \"x\"\n", "x.toml");
+  CHECK(unknown.errors.size() == 1);
+}

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <set>
 #include <thread>
@@ -158,6 +159,26 @@ void check_delivered(const std::string& delivered, const std::string& original) 
   CHECK(check.ok());
 }
 
+// The value of one sample of the Prometheus text ("name" or "name{labels}"), -1 if absent.
+double metric_value(const std::string& text, const std::string& sample) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.size() > sample.size() && line.compare(0, sample.size(), sample) == 0 && line[sample.size()] == ' ')
+      return std::stod(line.substr(sample.size() + 1));
+  }
+  return -1;
+}
+
+// The sum of every sample of a family (all label sets).
+double metric_sum(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  double sum = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name + "{", 0) == 0 || line.rfind(name + " ", 0) == 0) sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
 }  // namespace
 
 TEST_CASE("relay: SMTP in, sanitized into the maildir next hop, spool empty afterwards") {
@@ -190,7 +211,34 @@ TEST_CASE("relay: SMTP in, sanitized into the maildir next hop, spool empty afte
   check_delivered(plain_out, plain_message);
   CHECK(plain_out.find("Received: by mukai.test (mukai sanitizer) id ") != std::string::npos);
 
+  // The counters behind /metrics, read through the text a scraper gets.
+  CHECK(wait_until([&] { return metric_value(r.metrics_text(), "mukai_messages_delivered_total") == 2; }));
+  const std::string mt = r.metrics_text();
+  CHECK(metric_value(mt, "mukai_messages_received_total") == 2);
+  CHECK(metric_sum(mt, "mukai_messages_sanitized_total") == 2);
+  CHECK(metric_value(mt, "mukai_messages_sanitized_total{verdict=\"sanitized\"}") >= 1);  // the sample's attachment
+  CHECK(metric_value(mt, "mukai_messages_deferred_total") == 0);
+  CHECK(metric_value(mt, "mukai_messages_bounced_total") == 0);
+  CHECK(metric_value(mt, "mukai_recipients_total{status=\"delivered\"}") == 3);
+  CHECK(metric_sum(mt, "mukai_parts_removed_total") >= 1);
+  CHECK(metric_value(mt, "mukai_sanitize_duration_seconds_count") == 2);
+  CHECK(metric_value(mt, "mukai_delivery_latency_seconds_count") == 2);
+  CHECK(metric_value(mt, "mukai_delivery_latency_seconds_bucket{le=\"+Inf\"}") == 2);
+  CHECK(metric_value(mt, "mukai_delivery_latency_seconds_sum") > 0);
+  CHECK(metric_value(mt, "mukai_smtp_connections_total") == 3);
+  CHECK(metric_value(mt, "mukai_smtp_replies_total{class=\"5xx\"}") == 1);  // the foreign domain's 550
+  CHECK(metric_value(mt, "mukai_smtp_replies_total{class=\"2xx\"}") >= 10);
+  CHECK(metric_value(mt, "mukai_smtp_tls_sessions_total") == 0);
+  CHECK(metric_value(mt, "mukai_queue_messages{queue=\"incoming\"}") == 0);
+  CHECK(metric_value(mt, "mukai_queue_messages{queue=\"outbound\"}") == 0);
+  CHECK(metric_value(mt, "mukai_queue_oldest_message_age_seconds") == 0);
+  // Ready: the spool is writable and the maildir next hop was just written to.
+  auto ready = r.readiness();
+  CHECK(ready.first);
+  CHECK(ready.second.find("next hop reachable: maildir:") != std::string::npos);
+
   r.shutdown(5s);
+  CHECK_FALSE(r.readiness().first);
   const auto c = r.counters();
   CHECK(c.sanitized + c.clean == 2);
   CHECK(c.messages_finished == 2);
@@ -203,6 +251,71 @@ TEST_CASE("relay: SMTP in, sanitized into the maildir next hop, spool empty afte
     CHECK(fs::exists(e.path() / "original.eml"));
   }
   CHECK(items >= 1);
+}
+
+TEST_CASE("relay: one JSON log line per message event, valid whatever the message carries") {
+  testing::temp_dir tmp("mukai-relay");
+  const fs::path out = tmp.path() / "out";
+  const fs::path log_file = tmp.path() / "mukai.log";
+  std::string hostile = plain_message;
+  hostile.replace(hostile.find("Subject: "), hostile.find("\r\nDate:") - hostile.find("Subject: "),
+                  // RLO "fdp.exe" ESC[2J "q" \ 件名, as UTF-8 in an encoded word
+                  "Subject: =?UTF-8?B?4oCuZmRwLmV4ZSAbWzJKICJxIiBcIOS7tuWQjQ==?=");
+  hostile.replace(hostile.find("<plain-1@example.com>"), 21, "<evil\"}{\\1@example.com>");
+  {
+    server::logger log(server::log_level::info, log_file.string(), false, server::log_format::json);
+    server::relay r(relay_config(tmp.path(), {"maildir:" + out.string()}), fast_options(), log);
+    r.start();
+    REQUIRE(send_message(r.local_endpoints().at(0).port(), "a.b+tag@example.com", {"staff@example.lg.jp"}, hostile)
+                .all_delivered());
+    REQUIRE(wait_until([&] { return maildir_files(out).size() == 1 && spool_empty(tmp.path() / "spool"); }));
+    r.shutdown(5s);
+  }
+  std::ifstream in(log_file);
+  std::map<std::string, boost::json::object> events;
+  std::size_t lines = 0;
+  for (std::string l; std::getline(in, l);) {
+    ++lines;
+    INFO(l);
+    boost::json::error_code ec;
+    auto v = boost::json::parse(l, ec);
+    REQUIRE(!ec);
+    auto& o = v.as_object();
+    CHECK(o.contains("time"));
+    CHECK(o.contains("level"));
+    for (unsigned char c : l) CHECK(c >= 0x20);
+    CHECK(l.find("\xe2\x80\xae") == std::string::npos);  // the RLO itself never appears
+    if (o.contains("event")) events[std::string(o.at("event").as_string())] = o;
+  }
+  CHECK(lines >= 3);
+  REQUIRE(events.contains("received"));
+  REQUIRE(events.contains("sanitized"));
+  REQUIRE(events.contains("delivered"));
+  const auto& rec = events["received"];
+  const auto id = rec.at("queue_id").as_string();
+  CHECK(id.size() == 16);
+  CHECK(rec.at("client").as_string() == "127.0.0.1");
+  CHECK(rec.at("from").as_string() == "a.b+tag@example.com");
+  CHECK(rec.at("rcpt").as_array().at(0).as_string() == "staff@example.lg.jp");
+  CHECK(rec.at("tls").as_bool() == false);
+  CHECK(rec.at("size").to_number<std::uint64_t>() > hostile.size());  // with our Received header
+  const auto& san = events["sanitized"];
+  CHECK(san.at("queue_id").as_string() == id);
+  CHECK(san.at("verdict").is_string());
+  CHECK(san.at("sanitize_ms").is_number());
+  CHECK(san.at("message_id").as_string().find("evil") != boost::json::string::npos);
+  const std::string subject(san.at("subject").as_string());
+  CHECK(subject.find("件名") != std::string::npos);
+  CHECK(subject.find("fdp.exe") != std::string::npos);
+  CHECK(subject.find("\xe2\x80\xae") == std::string::npos);  // no RLO, escaped or removed
+  CHECK(subject.find('\x1b') == std::string::npos);
+  const auto& del = events["delivered"];
+  CHECK(del.at("queue_id").as_string() == id);
+  CHECK(del.at("message_id").as_string() == san.at("message_id").as_string());
+  CHECK(del.at("finished").as_bool());
+  CHECK(del.at("recipients").as_array().at(0).at("to").as_string() == "staff@example.lg.jp");
+  CHECK(del.at("latency_ms").is_number());
+  CHECK(del.at("client").as_string() == "127.0.0.1");
 }
 
 TEST_CASE("relay: next hop down, deferred; next hop up, delivered exactly once") {
@@ -232,6 +345,17 @@ TEST_CASE("relay: next hop down, deferred; next hop up, delivered exactly once")
   REQUIRE(wait_until([&] { return dir_names("deferred").size() == 5; }));
   CHECK(dir_names("active") == dir_names("deferred"));
   CHECK(dir_names("outbound").empty());
+  // Not ready while the next hop refuses connections; the queue shows the waiting mail.
+  auto down = a.readiness();
+  CHECK_FALSE(down.first);
+  CHECK(down.second.find("next hop unreachable: smtp://127.0.0.1:" + std::to_string(b_port)) != std::string::npos);
+  CHECK(metric_value(a.metrics_text(), "mukai_messages_deferred_total") >= 5);
+  CHECK(wait_until([&] { return metric_value(a.metrics_text(), "mukai_queue_oldest_message_age_seconds") > 0; }));
+  CHECK(wait_until([&] {
+    const auto t = a.metrics_text();
+    return metric_value(t, "mukai_queue_messages{queue=\"deferred\"}") + metric_value(t, "mukai_queue_messages{queue=\"outbound\"}") == 5;
+  }));
+  CHECK(metric_value(a.metrics_text(), "mukai_messages_delivered_total") == 0);
 
   // B comes up on the port A keeps trying.
   server::relay b(relay_config(tmp.path() / "b", {"maildir:" + out.string()}, b_port), fast_options(), log);
@@ -247,6 +371,9 @@ TEST_CASE("relay: next hop down, deferred; next hop up, delivered exactly once")
     ids.insert(body.substr(at, 9));
   }
   CHECK(ids.size() == 5);  // five distinct messages, none twice
+  CHECK(wait_until([&] { return a.readiness().first; }));
+  CHECK(wait_until([&] { return metric_value(a.metrics_text(), "mukai_messages_delivered_total") == 5; }));
+  CHECK(metric_value(a.metrics_text(), "mukai_queue_oldest_message_age_seconds") == 0);
   a.shutdown(5s);
   b.shutdown(5s);
   CHECK(a.counters().recipients_delivered == 10);

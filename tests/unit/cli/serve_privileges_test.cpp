@@ -1,0 +1,104 @@
+// `mukai serve` and root, through the real binary: refused without [service] user (exit 2); with
+// it, the listener is bound as root and the process then runs as that user with no capability,
+// its workers too, and the spool it creates belongs to that user. Needs root (CI runs as root);
+// skipped otherwise.
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "server/privileges.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/service_user.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace mukai::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string proc_status(pid_t pid) { return read_file_or_empty("/proc/" + std::to_string(pid) + "/status"); }
+
+// "Uid:\t65534\t65534\t65534\t65534" -> the four IDs all equal `id`.
+bool ids_are(const std::string& status, const char* field, unsigned id) {
+  const auto at = status.find(std::string("\n") + field + ":");
+  if (at == std::string::npos) return false;
+  std::istringstream in(status.substr(at + std::strlen(field) + 2));
+  for (int i = 0; i < 4; ++i) {
+    unsigned v = 0;
+    if (!(in >> v) || v != id) return false;
+  }
+  return true;
+}
+
+std::string config_text(const std::filesystem::path& dir, std::uint16_t port, const std::string& service) {
+  return "[smtp]\nlisten = [\"127.0.0.1:" + std::to_string(port) +
+         "\"]\nrelay_domains = [\"example.lg.jp\"]\n[delivery]\nnext_hop = [\"maildir:" + (dir / "out").string() +
+         "\"]\n[spool]\ndir = \"" + (dir / "spool").string() + "\"\nmin_free_space = \"0\"\n[quarantine]\ndir = \"" +
+         (dir / "quarantine").string() + "\"\n[worker]\ncount = 1\n" + service;
+}
+
+}  // namespace
+
+TEST_CASE("serve as root without [service] user: refused, exit 2, nothing created") {
+  if (!running_as_root()) {
+    MESSAGE("not root: skipped");
+    return;
+  }
+  temp_dir tmp("mukai-priv");
+  const auto cfg = tmp.path() / "mukai.toml";
+  std::ofstream(cfg) << config_text(tmp.path(), free_loopback_port(), "");
+  auto r = run_command({MUKAI_BINARY, "serve", "--config", cfg.string()}, 30s);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("refusing to run as root") != std::string::npos);
+  CHECK(r.output.find("[service] user") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(tmp.path() / "spool"));
+  // The embedded default too (no file at all).
+  auto d = run_command({MUKAI_BINARY, "serve"}, 30s, {}, 1 << 16);
+  CHECK(d.exit_code == 2);
+  CHECK(d.output.find("refusing to run as root") != std::string::npos);
+  // An unknown user is a configuration error, before anything is bound.
+  std::ofstream(cfg, std::ios::trunc) << config_text(tmp.path(), free_loopback_port(),
+                                                     "[service]\nuser = \"mukai-no-such-user\"\n");
+  auto u = run_command({MUKAI_BINARY, "serve", "--config", cfg.string()}, 30s);
+  CHECK(u.exit_code == 2);
+  CHECK(u.output.find("no such user") != std::string::npos);
+}
+
+TEST_CASE("serve as root with [service] user = nobody: binds, then runs as nobody without capabilities") {
+  if (!running_as_root()) {
+    MESSAGE("not root: skipped");
+    return;
+  }
+  temp_dir tmp("mukai-priv");
+  const auto nobody = nobody_user();
+  const std::uint16_t port = free_loopback_port();
+  const auto cfg = tmp.path() / "mukai.toml";
+  std::ofstream(cfg) << config_text(tmp.path(), port, service_section_for_tests());
+  hand_over(tmp.path(), nobody);
+  ::chown(cfg.c_str(), 0, 0);  // the config stays root's (0644): read before the drop and by workers
+  spawn_options so;
+  so.argv = {MUKAI_BINARY, "serve", "--config", cfg.string()};
+  so.stdout_path = so.stderr_path = tmp.path() / "serve.log";
+  child_process p(so);
+  REQUIRE_MESSAGE(wait_for_listen(port, 30s, p.pid()), read_file_or_empty(tmp.path() / "serve.log"));
+  const std::string status = proc_status(p.pid());
+  CHECK(ids_are(status, "Uid", nobody.uid));
+  CHECK(ids_are(status, "Gid", nobody.gid));
+  CHECK(mukai::server::status_capability(status, "CapEff") == std::uint64_t{0});
+  CHECK(mukai::server::status_capability(status, "CapPrm") == std::uint64_t{0});
+  const auto groups_at = status.find("\nGroups:");
+  REQUIRE(groups_at != std::string::npos);
+  CHECK(status.substr(groups_at, status.find('\n', groups_at + 1) - groups_at) ==
+        "\nGroups:\t" + std::to_string(nobody.gid) + " ");
+  // What it created after the drop is nobody's.
+  struct stat st {};
+  REQUIRE(::stat((tmp.path() / "spool" / "incoming").c_str(), &st) == 0);
+  CHECK(st.st_uid == nobody.uid);
+  CHECK(read_file_or_empty(tmp.path() / "serve.log").find("running as user nobody") != std::string::npos);
+  CHECK(p.terminate(30s) == 0);
+}
