@@ -226,6 +226,7 @@ constexpr msg_text texts[] = {
     {"統計", "Statistics"},
     {"合計", "Total"},
     {"最も古い保留", "Oldest held"},
+    {"隔離・削除されたファイル", "Removed files"},
 };
 static_assert(std::size(texts) == static_cast<std::size_t>(msg::count_));
 
@@ -422,7 +423,7 @@ std::string render_list_page(const page_frame& f, const list_query& q, const ite
     b.raw("<table class=\"items\"><thead><tr><th>").text(tr(f.lang, msg::received)).raw("</th><th>")
         .text(tr(f.lang, msg::status)).raw("</th><th>").text(tr(f.lang, msg::from)).raw("</th><th>")
         .text(tr(f.lang, msg::rcpt_to)).raw("</th><th>").text(tr(f.lang, msg::subject)).raw("</th><th>")
-        .text(tr(f.lang, msg::parts)).raw("</th><th>").text(tr(f.lang, msg::reasons)).raw("</th></tr></thead><tbody>");
+        .text(tr(f.lang, msg::removed_files)).raw("</th><th>").text(tr(f.lang, msg::reasons)).raw("</th></tr></thead><tbody>");
     for (const auto& it : page.items) {
       const std::string href = "/item/" + url_component(it.id);
       b.raw("<tr><td class=\"time\"><a href=\"").text(href).raw("\">").text(format_time(it.received))

@@ -47,7 +47,7 @@ enum class msg : std::uint16_t {
   detected_type, sha256, action, sanitized_text, not_stored, history, when, who, result, release, remove,
   release_confirm, remove_confirm, release_to, release_to_hint, confirm, cancel, back, forbidden, not_found,
   bad_request, csrf_failed, action_ok, action_refused, action_failed, role_viewer, role_operator, language,
-  original_stored, yes, no, stats, total, oldest_held, count_,
+  original_stored, yes, no, stats, total, oldest_held, removed_files, count_,
 };
 [[nodiscard]] std::string_view tr(ui_lang l, msg m) noexcept;
 
