@@ -113,7 +113,11 @@ int run_sanitize(const std::vector<std::string>& args) {
     std::filesystem::path qdir = vm.count("quarantine-dir") ? std::filesystem::path(vm["quarantine-dir"].as<std::string>())
                                                             : cfg->quarantine.dir;
     store.emplace(qdir, ops);
-    std::error_code ec = store->ensure_layout();
+    // Its parent too (./mukai-data on a first run), as `mukai serve` does; the root itself is
+    // created 0700 by ensure_layout.
+    std::error_code ec;
+    if (qdir.has_parent_path()) std::filesystem::create_directories(qdir.parent_path(), ec);
+    if (!ec) ec = store->ensure_layout();
     if (!ec) index = server::open_sqlite_index(qdir / "index.sqlite", ec);
     if (ec) {
       std::cerr << "mukai: quarantine directory " << qdir << ": " << ec.message() << "\n";
