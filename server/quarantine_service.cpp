@@ -21,6 +21,7 @@
 
 #include "sanitizers/content_inspect.hpp"
 #include "sanitizers/report_json.hpp"
+#include "server/log_event.hpp"
 #include "server/spool.hpp"
 
 namespace mukai::server {
@@ -121,6 +122,16 @@ json::object history_json(const history_entry& h) {
           {"detail", sanitize::to_valid_utf8(h.detail)}};
 }
 
+// The "released"/"deleted" event of one action for on_action_event (see the header).
+void emit_action_event(const std::function<void(const log_event&)>& sink, std::string_view event, std::string_view id,
+                       std::string_view who, std::string_view client, const action_result& r) {
+  if (!sink) return;
+  const bool ok = r.status == action_status::ok;
+  log_event ev = quarantine_action_event(event, id, r.queue_id, who, r.to, ok ? "" : r.message);
+  ev.add("client", client).add("result", ok ? "ok" : r.status == action_status::failed ? "failed" : "refused");
+  sink(ev);
+}
+
 }  // namespace
 
 quarantine_service::quarantine_service(const config::mukai_config& config, quarantine_store& store,
@@ -175,6 +186,15 @@ void quarantine_service::write_state(std::string_view id) {
 
 action_result quarantine_service::release(std::string_view id, const std::vector<std::string>& to,
                                           std::string_view who, std::string_view client) {
+  action_result r = release_item(id, to, who, client);
+  // The event first: the copy's delivery (logged under the same queue ID) comes after it.
+  emit_action_event(on_action_event, "released", id, who, client, r);
+  if (r.status == action_status::ok && notify_release) notify_release(r.queue_id);
+  return r;
+}
+
+action_result quarantine_service::release_item(std::string_view id, const std::vector<std::string>& to,
+                                               std::string_view who, std::string_view client) {
   const std::lock_guard lock(action_mutex_);
   action_result out;
   const auto refuse = [&](action_status st, std::string why) {
@@ -232,11 +252,16 @@ action_result quarantine_service::release(std::string_view id, const std::vector
                 " as queue ID " + queue_id;
   record(id, {unix_now(), std::string(who), "release", "ok", "queue=" + queue_id + " to=" + join(rcpts, ",")}, client,
          item_status::released);
-  if (notify_release) notify_release(queue_id);
   return out;
 }
 
 action_result quarantine_service::remove(std::string_view id, std::string_view who, std::string_view client) {
+  action_result r = remove_item(id, who, client);
+  emit_action_event(on_action_event, "deleted", id, who, client, r);
+  return r;
+}
+
+action_result quarantine_service::remove_item(std::string_view id, std::string_view who, std::string_view client) {
   const std::lock_guard lock(action_mutex_);
   action_result out;
   const auto item = get(id);

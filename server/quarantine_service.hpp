@@ -16,7 +16,8 @@
 // Purge: every item past [quarantine] retention: files removed, status expired.
 //
 // Every action, allowed or refused, is recorded in the item's history (index) and in the audit
-// log, with who did it ("cli:<OS user>", "web:<operator>").
+// log, with who did it ("cli:<OS user>", "web:<operator>"). Each release and delete is also handed
+// to on_action_event as one "released"/"deleted" log event (the relay logs it; the CLI does not).
 // Threading: the service may be used from several threads; each call blocks on disk I/O.
 #pragma once
 
@@ -37,6 +38,7 @@
 namespace mukai::server {
 
 class spool;
+class log_event;
 
 enum class action_status { ok, not_found, refused, failed };
 
@@ -84,7 +86,17 @@ class quarantine_service {
   // Called after a release was queued (set by `mukai serve` so that the relay delivers it at once).
   std::function<void(const std::string& queue_id)> notify_release;
 
+  // Called once per release or delete, allowed or not, after it was recorded (before
+  // notify_release): a "released"/"deleted" event (quarantine_action_event) with the item ID, who,
+  // client, result ("ok" | "refused" | "failed"), a release's queue ID and recipients, and the
+  // reason when not ok. Set by `mukai serve` to its logger; unset (the CLI prints the result itself).
+  std::function<void(const log_event&)> on_action_event;
+
  private:
+  // release() and remove() without on_action_event and notify_release (called after the lock).
+  action_result release_item(std::string_view id, const std::vector<std::string>& to, std::string_view who,
+                             std::string_view client);
+  action_result remove_item(std::string_view id, std::string_view who, std::string_view client);
   // History in the index (with the new status, if any), the audit log, then state.json.
   void record(std::string_view id, const history_entry& h, std::string_view client, std::optional<item_status> status);
   void write_state(std::string_view id);

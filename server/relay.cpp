@@ -881,6 +881,7 @@ relay::relay(const config::mukai_config& config, relay_options options, logger& 
     m.audit = std::make_unique<audit_log>(config.quarantine.dir / "audit.log");
     m.service = std::make_unique<quarantine_service>(*m.quarantine_cfg, m.store, *m.qindex, m.spool_, *m.audit);
     m.service->notify_release = [&m](const std::string& queue_id) { m.enqueue_delivery(queue_id); };
+    m.service->on_action_event = [&m](const log_event& ev) { m.log.write(log_level::info, ev); };
   }
 
   m.pool = m.make_pool(config);

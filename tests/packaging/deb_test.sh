@@ -6,8 +6,10 @@
 #      loopback port with temp directories and a notify socket made here (as systemd would):
 #      READY=1 once listening, one message in, its JSON log events (received, sanitized,
 #      delivered; one queue ID), a sanitized message in the maildir, no W+X mapping
-#      (MemoryDenyWriteExecute), SIGTERM -> STOPPING=1 and exit 0. Metrics: see the TODO below
-#      (the admin listener serving /metrics is on another branch).
+#      (MemoryDenyWriteExecute), SIGTERM -> STOPPING=1 and exit 0. The admin listener ([admin]
+#      listen on another loopback port): its self-signed certificate made at first start beside
+#      the quarantine, the fingerprint in the log equal to the one served; /healthz, /readyz and
+#      the counters of /metrics that the message moved.
 #   4. dpkg -r (binary gone, conffile kept), an edited conffile survives dpkg -i --force-confold,
 #      dpkg -P (conffile and logs gone, mail kept, user kept).
 # The machine is left as it was found: the trap purges the package and removes the user and the
@@ -157,19 +159,39 @@ for line in Type=notify NotifyAccess=main User=mukai NoNewPrivileges=yes Protect
 done
 grep -q '^ReadWritePaths=.*/var/spool/mukai.*/var/lib/mukai' "$unit" && ok "unit: ReadWritePaths spool and quarantine" \
   || fail "unit: ReadWritePaths"
-grep -q '^RestrictAddressFamilies=' "$unit" && ok "unit: RestrictAddressFamilies" || fail "unit: RestrictAddressFamilies"
+# IP for SMTP and the console, AF_UNIX for sd_notify and journald; nothing else (no netlink, no packet).
+grep -qx 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' "$unit" && ok "unit: RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX" \
+  || fail "unit: RestrictAddressFamilies: $(grep '^RestrictAddressFamilies' "$unit")"
+# ProtectSystem=strict makes everything else read-only: what the service writes with the packaged
+# paths must be under ReadWritePaths: the spool, the quarantine with index.sqlite and audit.log (the
+# console's), the console's self-signed certificate (<quarantine dir>/../admin-tls) and a log file
+# in /var/log/mukai.
+read -r -a rw_paths <<<"$(sed -n 's/^ReadWritePaths=//p' "$unit")"
+for w in /var/spool/mukai/incoming /var/lib/mukai/quarantine/index.sqlite /var/lib/mukai/quarantine/audit.log \
+         /var/lib/mukai/admin-tls/cert.pem /var/log/mukai/mukai.log; do
+  covered=0
+  for r in "${rw_paths[@]}"; do [[ $w == "$r"/* ]] && covered=1; done
+  [[ $covered == 1 ]] && ok "unit: $w is writable (ReadWritePaths)" || fail "unit: $w is not under ReadWritePaths (${rw_paths[*]})"
+done
 
 # ---- 3. run the installed relay as mukai ------------------------------------------------------
 echo "== installed relay as user mukai"
 run="$work/run"
 install -d -o mukai -g mukai -m 0700 "$run" "$run/spool" "$run/quarantine" "$run/outbox"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+admin_port=$(free_port)
+[[ $admin_port != "$port" ]] || admin_port=$(free_port)
 sed -e "s|^listen = .*|listen = [\"127.0.0.1:$port\"]|" \
     -e "s|^dir = \"/var/spool/mukai\"|dir = \"$run/spool\"|" \
     -e "s|^dir = \"/var/lib/mukai/quarantine\"|dir = \"$run/quarantine\"|" \
     -e "s|^next_hop = .*|next_hop = [\"maildir:$run/outbox\"]|" \
     -e "s|^max_backoff = .*|max_backoff = \"60s\"|" \
     /etc/mukai/mukai.toml >"$run/mukai.toml"
+# The packaged config leaves [admin] commented out; the console is switched on by adding it. No
+# users: /metrics, /readyz and /healthz need none (metrics_networks' default is loopback).
+grep -q '^\[admin' "$run/mukai.toml" && die "the packaged config has an active [admin] table: cannot add one"
+printf '\n[admin]\nlisten = "127.0.0.1:%s"\n' "$admin_port" >>"$run/mukai.toml"
 for want in "127.0.0.1:$port" "$run/spool" "$run/quarantine" "maildir:$run/outbox"; do
   grep -qF "$want" "$run/mukai.toml" || die "could not adapt the installed config ($want)"
 done
@@ -243,14 +265,6 @@ assert r["from"] == "alice@example.com" and r["rcpt"] == ["staff@example.lg.jp"]
 assert events["delivered"][0]["finished"] is True
 print("  events:", {k: len(v) for k, v in events.items()}, "queue ID", qid)
 PY
-# TODO(admin listener, lead): once the admin listener (branch admin) is merged, add [admin] listen
-# on a loopback port to "$run/mukai.toml" above and check here, e.g.
-#   curl -fsk "https://127.0.0.1:$admin_port/metrics" | grep -qx 'mukai_messages_received_total 1'
-#   ... 'mukai_messages_delivered_total 1', 'mukai_smtp_replies_total{class="2xx"}' > 0,
-#   curl -fsk "https://127.0.0.1:$admin_port/readyz" -> 200.
-# Until then no endpoint exposes the metrics of a running binary; the same counters are checked
-# in-process through relay::metrics_text() in tests/unit/server/relay_test.cpp.
-echo "note: metrics not checked here (no /metrics endpoint on this branch; see TODO)"
 if [[ -n $delivered ]]; then
   ok "delivered: $delivered"
   expect_stat "$delivered" 600 mukai:mukai
@@ -260,6 +274,110 @@ if [[ -n $delivered ]]; then
 else
   fail "no message in $run/outbox/new"; cat "$log"
 fi
+# The admin listener (HTTPS, self-signed): the certificate it serves is the one whose fingerprint
+# the log shows, made at first start in <quarantine dir>/../admin-tls (under the unit's
+# ReadWritePaths for the packaged paths; checked below); then the operations endpoints.
+timeout 90 python3 - "$admin_port" "$log" "$run" <<'PY' && ok "admin listener: certificate, /healthz, /readyz, /metrics" \
+  || fail "admin listener (https://127.0.0.1:$admin_port)"
+import hashlib, http.client, json, os, pwd, re, ssl, sys, time
+port, log, run = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE  # self-signed: pinned below by its fingerprint instead
+ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+
+def get(path):
+    c = http.client.HTTPSConnection("127.0.0.1", port, timeout=20, context=ctx)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read().decode("utf-8", "replace")
+        return r.status, r.getheader("Content-Type", ""), body, c.sock.getpeercert(binary_form=True) if c.sock else None
+    finally:
+        c.close()
+
+msgs = [json.loads(l).get("msg", "") for l in open(log, encoding="utf-8")]
+cert_lines = [m for m in msgs if m.startswith("admin: generated a self-signed certificate ")]
+assert len(cert_lines) == 1, f"no (or several) certificate lines: {[m for m in msgs if m.startswith('admin:')]}"
+m = re.fullmatch(r"admin: generated a self-signed certificate (\S+), SHA-256 fingerprint ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})", cert_lines[0])
+assert m, cert_lines[0]
+cert_path, logged = m.group(1), m.group(2)
+assert os.path.dirname(cert_path) == os.path.join(run, "admin-tls"), f"certificate at {cert_path}"
+st = os.stat(cert_path)
+assert pwd.getpwuid(st.st_uid).pw_name == "mukai", "certificate not owned by mukai"
+keys = [f for f in os.listdir(os.path.dirname(cert_path)) if f != os.path.basename(cert_path)]
+assert keys and all(os.stat(os.path.join(run, "admin-tls", k)).st_mode & 0o077 == 0 for k in keys), f"key file modes: {keys}"
+assert any(f"admin: listening on https://127.0.0.1:{port}/" == m for m in msgs), "no 'admin: listening' line"
+
+status, _, body, der = get("/healthz")
+assert status == 200 and body == "ok\n", (status, body)
+served = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+assert served == logged, f"served certificate {served} != logged {logged}"
+print("  certificate", cert_path, "SHA-256", logged)
+
+# /readyz: spool writable and the next hop (the maildir) reached by the delivery; bounded wait for
+# the start-up probe should the answer still be "not checked yet".
+deadline = time.monotonic() + 20
+while True:
+    status, _, body, _ = get("/readyz")
+    if status == 200 or time.monotonic() > deadline:
+        break
+    time.sleep(0.5)
+assert status == 200 and body == "ready\n", ("readyz", status, body)
+
+def sample(text, name):
+    """The value of the sample `name` (with its labels, as printed), None when absent."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line[len(name) + 1:])
+    return None
+
+def family_sum(text, name):
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + "{") or l.startswith(name + " "))
+
+# The delivered counter moves once the attempt is settled, just after the file appears: bounded wait.
+deadline = time.monotonic() + 20
+while True:
+    status, ctype, text, _ = get("/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4"), (status, ctype, text[:200])
+    if sample(text, "mukai_messages_delivered_total") == 1 or time.monotonic() > deadline:
+        break
+    time.sleep(0.5)
+figures = {
+    "mukai_messages_received_total": sample(text, "mukai_messages_received_total"),
+    "mukai_messages_sanitized_total (all verdicts)": family_sum(text, "mukai_messages_sanitized_total"),
+    "mukai_messages_delivered_total": sample(text, "mukai_messages_delivered_total"),
+    "mukai_messages_deferred_total": sample(text, "mukai_messages_deferred_total"),
+    "mukai_messages_bounced_total": sample(text, "mukai_messages_bounced_total"),
+    "mukai_parts_removed_total (all)": family_sum(text, "mukai_parts_removed_total"),
+    "mukai_smtp_connections_total": sample(text, "mukai_smtp_connections_total"),
+    'mukai_smtp_replies_total{class="2xx"}': sample(text, 'mukai_smtp_replies_total{class="2xx"}'),
+    'mukai_smtp_replies_total{class="3xx"}': sample(text, 'mukai_smtp_replies_total{class="3xx"}'),
+    'mukai_smtp_replies_total{class="4xx"}': sample(text, 'mukai_smtp_replies_total{class="4xx"}'),
+    'mukai_smtp_replies_total{class="5xx"}': sample(text, 'mukai_smtp_replies_total{class="5xx"}'),
+    "mukai_smtp_tls_sessions_total": sample(text, "mukai_smtp_tls_sessions_total"),
+}
+print("  metrics:", json.dumps(figures))
+f = figures
+assert f["mukai_messages_received_total"] == 1, "received"
+assert f["mukai_messages_sanitized_total (all verdicts)"] == 1, "sanitized"
+assert sample(text, 'mukai_messages_sanitized_total{verdict="sanitized"}') == 1, "verdict sanitized (the PDF removed)"
+assert f["mukai_messages_delivered_total"] == 1, "delivered"
+assert f["mukai_messages_deferred_total"] == 0 and f["mukai_messages_bounced_total"] == 0, "deferred/bounced"
+assert f["mukai_parts_removed_total (all)"] >= 1, "parts removed"
+# Two connections: the start-up check above and smtplib's session.
+assert f["mukai_smtp_connections_total"] >= 2, "connections"
+# 220 greeting, EHLO, MAIL, RCPT, end of data, QUIT: at least 5 (221 after QUIT may race the read);
+# DATA's 354 the only 3xx; no 4xx/5xx.
+assert f['mukai_smtp_replies_total{class="2xx"}'] >= 5, "2xx replies"
+assert f['mukai_smtp_replies_total{class="3xx"}'] == 1, "3xx replies"
+assert f['mukai_smtp_replies_total{class="4xx"}'] == 0 and f['mukai_smtp_replies_total{class="5xx"}'] == 0, "4xx/5xx"
+assert f["mukai_smtp_tls_sessions_total"] == 0, "no STARTTLS was used"
+for family in ("mukai_smtp_sessions_active", "mukai_queue_messages", "mukai_queue_oldest_message_age_seconds",
+               "mukai_sanitize_duration_seconds_count", "mukai_delivery_latency_seconds_count"):
+    assert any(l.startswith(family) for l in text.splitlines()), f"no {family}"
+assert sample(text, "mukai_sanitize_duration_seconds_count") == 1, "one sanitize timed"
+PY
 # MemoryDenyWriteExecute=yes in the unit: no mapping of the relay or its workers may be W+X.
 wx=""
 children=$( (cat /proc/"$server_pid"/task/*/children 2>/dev/null; pgrep -P "$server_pid" 2>/dev/null) | tr ' ' '\n' | sort -u)

@@ -1,14 +1,17 @@
 // quarantine_service with the real engine, a real spool and SQLite: get/list/stats, the sanitized
 // text, release (queued byte for byte with the original envelope or given recipients; refused by
 // policy, for a deleted item, for bad addresses), remove, purge by retention, rebuild-index keeping
-// status and history, and the audit log.
+// status and history, and the audit log; the "released"/"deleted" log events handed to
+// on_action_event (one per action, allowed or not).
 #include "server/quarantine_service.hpp"
 
 #include <doctest/doctest.h>
 
+#include <boost/json/parse.hpp>
 #include <fstream>
 #include <iterator>
 
+#include "server/log_event.hpp"
 #include "server/sanitize_job.hpp"
 #include "server/spool.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -263,4 +266,60 @@ TEST_CASE("purge expires items past retention only; rebuild-index restores statu
   CHECK(f.service->stats().expired == 3);
   CHECK(f.service->purge(std::chrono::system_clock::now() + std::chrono::hours(48), "mukai").expired == 0);
   CHECK(read_file(f.cfg.quarantine.dir / "audit.log").find("\"action\":\"rebuild-index\"") != std::string::npos);
+}
+
+TEST_CASE("each release and delete hands one released/deleted event to on_action_event, escaped, with its result") {
+  fixture f;
+  const std::string pdf = f.quarantine(message_with_attachment("a.pdf", "application/pdf", pdf_b64), default_env);
+  const std::string exe = f.quarantine(message_with_attachment("x.exe", "application/octet-stream", exe_b64), default_env);
+  // Without a sink (the CLI), actions work and nothing is called.
+  REQUIRE(f.service->release(pdf, {"first@city.example.lg.jp"}, "cli:tester", "local").status == action_status::ok);
+
+  std::vector<boost::json::object> events;
+  f.service->on_action_event = [&](const log_event& ev) {
+    events.push_back(boost::json::parse(ev.to_json("2026-11-22T00:00:00.000Z", "info")).as_object());
+  };
+  const auto r = f.service->release(pdf, {}, "web:yamada", "192.0.2.7");
+  REQUIRE(r.status == action_status::ok);
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].at("event").as_string() == "released");
+  CHECK(events[0].at("queue_id").as_string() == r.queue_id);
+  CHECK(events[0].at("quarantine_id").as_string() == pdf);
+  CHECK(events[0].at("operator").as_string() == "web:yamada");
+  CHECK(events[0].at("client").as_string() == "192.0.2.7");
+  CHECK(events[0].at("result").as_string() == "ok");
+  CHECK(events[0].at("recipients").as_array() == boost::json::array{"kikaku@city.example.lg.jp", "soumu@city.example.lg.jp"});
+  CHECK_FALSE(events[0].contains("reason"));
+
+  // Refused by policy: the reason, no queue ID, no recipients.
+  REQUIRE(f.service->release(exe, {}, "web:yamada", "192.0.2.7").status == action_status::refused);
+  REQUIRE(events.size() == 2);
+  CHECK(events[1].at("event").as_string() == "released");
+  CHECK(events[1].at("result").as_string() == "refused");
+  CHECK_FALSE(events[1].contains("queue_id"));
+  CHECK_FALSE(events[1].contains("recipients"));
+  CHECK(events[1].at("reason").as_string().find("executable") != boost::json::string::npos);
+
+  // A hostile ID from a request: refused, and escaped in the event.
+  REQUIRE(f.service->remove("../\x1b[2J\n{\"a\":1}", "web:yamada", "192.0.2.7").status == action_status::not_found);
+  REQUIRE(events.size() == 3);
+  CHECK(events[2].at("event").as_string() == "deleted");
+  CHECK(events[2].at("result").as_string() == "refused");
+  const std::string hostile(events[2].at("quarantine_id").as_string());
+  CHECK(hostile.find('\x1b') == std::string::npos);
+  CHECK(hostile.find('\n') == std::string::npos);
+
+  REQUIRE(f.service->remove(pdf, "cli:root", "local").status == action_status::ok);
+  REQUIRE(events.size() == 4);
+  CHECK(events[3].at("event").as_string() == "deleted");
+  CHECK(events[3].at("quarantine_id").as_string() == pdf);
+  CHECK(events[3].at("operator").as_string() == "cli:root");
+  CHECK(events[3].at("client").as_string() == "local");
+  CHECK(events[3].at("result").as_string() == "ok");
+
+  // Actions that do not release or delete (purge, rebuild) are not these events.
+  std::error_code ec;
+  (void)f.service->rebuild_index(ec, "cli:tester");
+  (void)f.service->purge(std::chrono::system_clock::now() + std::chrono::hours(48), "mukai");
+  CHECK(events.size() == 4);
 }

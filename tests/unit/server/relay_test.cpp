@@ -532,7 +532,8 @@ std::string indexed_pdf_item(server::quarantine_service& q) {
 TEST_CASE("relay: an attachment is indexed with its parts; a release from the service reaches the next hop") {
   testing::temp_dir tmp("mukai-relay");
   const fs::path out = tmp.path() / "out";
-  server::logger log(server::log_level::warning);
+  const fs::path log_file = tmp.path() / "mukai.log";
+  server::logger log(server::log_level::info, log_file.string(), false, server::log_format::json);
   server::relay r(relay_config(tmp.path(), {"maildir:" + out.string()}), fast_options(), log);
   r.start();
   REQUIRE(send_message(r.local_endpoints().at(0).port(), "notice@pref.example.jp", {"staff@example.lg.jp"},
@@ -556,7 +557,31 @@ TEST_CASE("relay: an attachment is indexed with its parts; a release from the se
   // The original, unsanitized, as the relay received it (with its Received line).
   CHECK(original_out.find(pdf_message) != std::string::npos);
   CHECK(r.quarantine().get(id)->status == server::item_status::released);
+  REQUIRE(r.quarantine().remove(id, "web:tester", "127.0.0.1").status == server::action_status::ok);
   r.shutdown(5s);
+
+  // The relay's log: one "released" event (its queue ID is the copy's, delivered under that ID)
+  // and one "deleted" event.
+  std::map<std::string, std::vector<boost::json::object>> events;
+  std::ifstream in(log_file);
+  for (std::string l; std::getline(in, l);) {
+    auto o = boost::json::parse(l).as_object();
+    if (o.contains("event")) events[std::string(o.at("event").as_string())].push_back(o);
+  }
+  REQUIRE(events["released"].size() == 1);
+  const auto& rel = events["released"][0];
+  CHECK(rel.at("quarantine_id").as_string() == id);
+  CHECK(rel.at("queue_id").as_string() == released.queue_id);
+  CHECK(rel.at("operator").as_string() == "web:tester");
+  CHECK(rel.at("client").as_string() == "127.0.0.1");
+  CHECK(rel.at("result").as_string() == "ok");
+  CHECK(rel.at("recipients").as_array() == boost::json::array{"staff@example.lg.jp"});
+  bool copy_delivered = false;
+  for (const auto& d : events["delivered"]) copy_delivered = copy_delivered || d.at("queue_id").as_string() == released.queue_id;
+  CHECK(copy_delivered);
+  REQUIRE(events["deleted"].size() == 1);
+  CHECK(events["deleted"][0].at("quarantine_id").as_string() == id);
+  CHECK(events["deleted"][0].at("result").as_string() == "ok");
 }
 
 TEST_CASE("relay: a release queued by another process (the CLI) is delivered within seconds") {
