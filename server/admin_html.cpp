@@ -6,6 +6,7 @@
 #include <array>
 #include <charconv>
 #include <cstdio>
+#include <span>
 
 #include "sanitizers/report_words.hpp"
 
@@ -142,7 +143,16 @@ std::optional<sanitize::token_words> token_words_of(token_kind k, std::string_vi
     case token_kind::flag: return sanitize::flag_words(t);
     case token_kind::part_action: return sanitize::part_action_words(t);
     case token_kind::verdict: return sanitize::verdict_words(t);
+    case token_kind::history_action:
+    case token_kind::history_result: break;
   }
+  using service_token = std::pair<std::string_view, msg>;
+  static constexpr service_token actions[] = {{"release", msg::release}, {"delete", msg::remove}, {"purge", msg::purge}};
+  static constexpr service_token results[] = {
+      {"ok", msg::result_ok}, {"refused", msg::result_refused}, {"failed", msg::result_failed}};
+  for (const auto& [token, m] : k == token_kind::history_action ? std::span<const service_token>(actions)
+                                                                 : std::span<const service_token>(results))
+    if (token == t) return sanitize::token_words{tr(ui_lang::ja, m), tr(ui_lang::en, m), {}};
   return std::nullopt;
 }
 
@@ -260,6 +270,10 @@ constexpr msg_text texts[] = {
     {"最も古い保留", "Oldest held"},
     {"隔離・削除されたファイル", "Removed files"},
     {"検出された特徴", "Flags"},
+    {"保存期間満了による削除", "purged after retention"},
+    {"成功", "ok"},
+    {"拒否", "refused"},
+    {"失敗", "failed"},
 };
 static_assert(std::size(texts) == static_cast<std::size_t>(msg::count_));
 
@@ -570,8 +584,11 @@ std::string render_detail_page(const page_frame& f, const index_item& it, const 
       .text(tr(f.lang, msg::when)).raw("</th><th>").text(tr(f.lang, msg::who)).raw("</th><th>")
       .text(tr(f.lang, msg::action)).raw("</th><th>").text(tr(f.lang, msg::result)).raw("</th><th></th></tr></thead><tbody>");
   for (const auto& h : it.history) {
-    b.raw("<tr><td>").text(format_time(h.at)).raw("</td><td>").text(h.who).raw("</td><td>").text(h.action)
-        .raw("</td><td>").text(h.result).raw("</td><td>").text(h.detail).raw("</td></tr>");
+    b.raw("<tr><td>").text(format_time(h.at)).raw("</td><td>").text(h.who).raw("</td><td>");
+    token_html(b, f.lang, token_kind::history_action, h.action, true);
+    b.raw("</td><td>");
+    token_html(b, f.lang, token_kind::history_result, h.result, true);
+    b.raw("</td><td>").text(h.detail).raw("</td></tr>");
   }
   b.raw("</tbody></table></section>");
   page_tail(b);

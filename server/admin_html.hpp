@@ -48,7 +48,8 @@ enum class msg : std::uint16_t {
   detected_type, sha256, action, sanitized_text, not_stored, history, when, who, result, release, remove,
   release_confirm, remove_confirm, release_to, release_to_hint, confirm, cancel, back, forbidden, not_found,
   bad_request, csrf_failed, action_ok, action_refused, action_failed, role_viewer, role_operator, language,
-  original_stored, yes, no, stats, total, oldest_held, removed_files, flags, count_,
+  original_stored, yes, no, stats, total, oldest_held, removed_files, flags, purge, result_ok, result_refused,
+  result_failed, count_,
 };
 [[nodiscard]] std::string_view tr(ui_lang l, msg m) noexcept;
 
@@ -57,8 +58,9 @@ enum class msg : std::uint16_t {
 // variable rest reads "words (rest)" ("ポリシー規則 (executables)"); an unknown token is its own
 // label. Pages show the label with the token itself beside it in small monospace (detail page) or
 // in its title (list page), so operators can grep logs and filter by what they see. The JSON API
-// keeps the raw tokens. Returns plain text: the caller escapes it.
-enum class token_kind { reason, flag, part_action, verdict };
+// keeps the raw tokens. Returns plain text: the caller escapes it. The history's actions ("release",
+// "delete", "purge") and results ("ok", "refused", "failed") are the service's tokens, worded here.
+enum class token_kind { reason, flag, part_action, verdict, history_action, history_result };
 [[nodiscard]] std::string token_label(ui_lang l, token_kind k, std::string_view token);
 
 // What every page needs to draw its frame.

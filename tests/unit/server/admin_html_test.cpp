@@ -235,3 +235,20 @@ TEST_CASE("labels: the token's rest and unknown tokens are escaped; the list pag
   CHECK(en.find("<span class=\"label\" title=\"html-to-text\">HTML body converted to text</span>, "
                 "<span class=\"label\" title=\"attachments-removed=2\">attachments removed (2)</span>") != std::string::npos);
 }
+
+TEST_CASE("detail page: the history's actions and results in words, with the service's tokens") {
+  page_frame f;
+  f.user = "op";
+  f.self = "/";
+  index_item it = hostile_item();
+  it.history.push_back(history_entry{1795000200, "mukai", "purge", "ok", "retention"});
+  it.history.push_back(history_entry{1795000300, "web:op", "reindex", "ok", ""});
+  const std::string ja = render_detail_page(f, it, std::nullopt);
+  CHECK(ja.find("<span class=\"label\">解放</span> <code class=\"tok\">release</code></td><td><span class=\"label\">拒否</span> "
+                "<code class=\"tok\">refused</code>") != std::string::npos);
+  CHECK(ja.find("<span class=\"label\">保存期間満了による削除</span> <code class=\"tok\">purge</code>") != std::string::npos);
+  CHECK(ja.find("<code class=\"tok\">reindex</code>") != std::string::npos);  // unknown: the token
+  CHECK(token_label(ui_lang::en, token_kind::history_result, "failed") == "failed");
+  CHECK(token_label(ui_lang::ja, token_kind::history_result, "failed") == "失敗");
+  CHECK(token_label(ui_lang::ja, token_kind::history_action, "ok") == "ok");  // a result is not an action
+}
