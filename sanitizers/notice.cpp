@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "sanitizers/display_safe.hpp"
+#include "sanitizers/report_words.hpp"
 
 namespace mukai::sanitize {
 
@@ -48,68 +49,22 @@ std::string fill_template(std::string_view tmpl, const std::vector<std::pair<std
 
 namespace {
 
-struct reason_text {
-  std::string_view token, ja, en;
-};
-
-// Longest-prefix table: "rule:foo" matches "rule:".
-constexpr reason_text reason_texts[] = {
-    {"limit:message-size", "メッセージのサイズが上限を超えています", "the message is larger than the limit"},
-    {"limit:header-size", "ヘッダーが大きすぎます", "the header block is larger than the limit"},
-    {"limit:mime-depth", "MIME の入れ子が深すぎます", "MIME nesting is deeper than the limit"},
-    {"limit:parts", "パートの数が上限を超えています", "the message has more parts than the limit"},
-    {"limit:time", "処理時間が上限を超えました", "processing took longer than the limit"},
-    {"limit:html-size", "HTML 本文が大きすぎます", "the HTML body is larger than the limit"},
-    {"limit:html-complexity", "HTML の構造が複雑すぎます", "the HTML is too complex to convert safely"},
-    {"limit:output-size", "変換後の本文が大きすぎます", "the converted text is larger than the limit"},
-    {"unparseable", "メッセージを解析できません", "the message cannot be parsed"},
-    {"encrypted", "暗号化されたメッセージは無害化できません", "encrypted messages cannot be made harmless"},
-    {"ambiguous:", "MIME 構造があいまいです（メールソフトにより解釈が異なる恐れ）",
-     "the MIME structure is ambiguous (mail programs may read it differently)"},
-    {"internal:", "内部エラー", "internal error"},
-    {"worker:", "無害化処理が異常終了しました", "the sanitizer process failed"},
-    {"attachment", "添付ファイル", "attachment"},
-    {"inline-image", "本文中の画像", "inline image"},
-    {"signature", "電子署名", "digital signature"},
-    {"active-text-type", "実行可能な内容を含み得るテキスト形式", "text type that can carry active content"},
-    {"html-attachment", "HTML ファイル", "HTML file"},
-    {"encoded-block", "本文中の符号化データ", "encoded data inside the text"},
-    {"binary-as-text", "テキストと偽った非テキストデータ", "binary data declared as text"},
-    {"message-partial", "分割メッセージ", "partial message"},
-    {"external-body", "外部参照パート", "external body reference"},
-    {"rule:", "ポリシー規則", "policy rule"},
-    {"alternative-not-shown", "表示しなかった代替パート", "alternative not shown"},
-    {"empty", "空のパート", "empty part"},
-};
-
+// Flags in words: Japanese from the shared vocabulary; English notices keep the tokens, which
+// English-reading administrators grep for.
 std::string flags_text(const std::vector<std::string>& flags, config::language lang) {
-  static constexpr std::pair<std::string_view, std::string_view> ja[] = {
-      {"executable", "実行ファイル"},         {"macro-office", "マクロ付き Office 文書"},
-      {"encrypted-archive", "暗号化圧縮ファイル"}, {"encrypted-document", "暗号化文書"},
-      {"double-extension", "二重拡張子"},       {"type-mismatch", "種別と拡張子の不一致"},
-      {"archive-with-executable", "実行ファイルを含む圧縮ファイル"},
-  };
   std::string out;
   for (auto& f : flags) {
     if (!out.empty()) out += lang == config::language::ja ? "、" : ", ";
-    std::string_view word = f;
-    if (lang == config::language::ja)
-      for (auto& [k, v] : ja)
-        if (k == f) word = v;
-    out += word;
+    const auto w = lang == config::language::ja ? flag_words(f) : std::nullopt;
+    out += w ? w->ja : std::string_view(f);
   }
   return out;
 }
 
 std::string action_text(part_action a, config::language lang) {
-  bool ja = lang == config::language::ja;
-  switch (a) {
-    case part_action::quarantined: return ja ? "隔離" : "quarantined";
-    case part_action::discarded: return ja ? "破棄" : "discarded";
-    case part_action::converted: return ja ? "テキストに変換" : "converted to text";
-    case part_action::kept_as_text: return ja ? "本文として表示" : "shown as text";
-  }
-  return {};
+  const auto w = part_action_words(to_string(a));
+  if (!w) return {};
+  return std::string(lang == config::language::ja ? w->ja : w->en);
 }
 
 constexpr std::string_view rule_line = "======================================================================";
@@ -117,16 +72,10 @@ constexpr std::string_view rule_line = "========================================
 }  // namespace
 
 std::string describe_reason(std::string_view token, config::language lang) {
-  const reason_text* best = nullptr;
-  for (auto& r : reason_texts) {
-    bool prefix = r.token.back() == ':' || r.token.back() == '-';
-    if (token == r.token || (prefix && token.substr(0, r.token.size()) == r.token)) {
-      if (!best || r.token.size() > best->token.size()) best = &r;
-    }
-  }
-  std::string text = best ? std::string(lang == config::language::ja ? best->ja : best->en) : std::string(token);
-  if (best && best->token.back() == ':' && token.size() > best->token.size())
-    text += " (" + display_safe(token.substr(best->token.size()), 80) + ")";
+  const auto w = reason_words(token);
+  if (!w) return std::string(token);
+  std::string text(lang == config::language::ja ? w->ja : w->en);
+  if (!w->rest.empty()) text += " (" + display_safe(w->rest, 80) + ")";
   return text;
 }
 

@@ -6,6 +6,9 @@
 #include <array>
 #include <charconv>
 #include <cstdio>
+#include <span>
+
+#include "sanitizers/report_words.hpp"
 
 namespace mukai::server {
 
@@ -134,6 +137,45 @@ void csrf_field(html_builder& b, const page_frame& f) {
   b.raw("<input type=\"hidden\" name=\"csrf\" value=\"").text(f.csrf).raw("\">");
 }
 
+std::optional<sanitize::token_words> token_words_of(token_kind k, std::string_view t) noexcept {
+  switch (k) {
+    case token_kind::reason: return sanitize::reason_words(t);
+    case token_kind::flag: return sanitize::flag_words(t);
+    case token_kind::part_action: return sanitize::part_action_words(t);
+    case token_kind::verdict: return sanitize::verdict_words(t);
+    case token_kind::history_action:
+    case token_kind::history_result: break;
+  }
+  using service_token = std::pair<std::string_view, msg>;
+  static constexpr service_token actions[] = {{"release", msg::release}, {"delete", msg::remove}, {"purge", msg::purge}};
+  static constexpr service_token results[] = {
+      {"ok", msg::result_ok}, {"refused", msg::result_refused}, {"failed", msg::result_failed}};
+  for (const auto& [token, m] : k == token_kind::history_action ? std::span<const service_token>(actions)
+                                                                 : std::span<const service_token>(results))
+    if (token == t) return sanitize::token_words{tr(ui_lang::ja, m), tr(ui_lang::en, m), {}};
+  return std::nullopt;
+}
+
+// The label, with the raw token visible beside it (with_token) or as the title; an unknown token once,
+// as the token.
+void token_html(html_builder& b, ui_lang l, token_kind k, std::string_view t, bool with_token) {
+  if (!token_words_of(k, t)) {
+    b.raw("<code class=\"tok\">").text(t).raw("</code>");
+  } else if (with_token) {
+    b.raw("<span class=\"label\">").text(token_label(l, k, t)).raw("</span> <code class=\"tok\">").text(t)
+        .raw("</code>");
+  } else {
+    b.raw("<span class=\"label\" title=\"").text(t).raw("\">").text(token_label(l, k, t)).raw("</span>");
+  }
+}
+
+void tokens_html(html_builder& b, ui_lang l, token_kind k, const std::vector<std::string>& tokens, bool with_token) {
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    if (i) b.raw(l == ui_lang::ja ? "、" : ", ");
+    token_html(b, l, k, tokens[i], with_token);
+  }
+}
+
 bool can_act(const index_item& item) noexcept {
   return item.status == item_status::held || item.status == item_status::released;
 }
@@ -227,6 +269,11 @@ constexpr msg_text texts[] = {
     {"合計", "Total"},
     {"最も古い保留", "Oldest held"},
     {"隔離・削除されたファイル", "Removed files"},
+    {"検出された特徴", "Flags"},
+    {"保存期間満了による削除", "purged after retention"},
+    {"成功", "ok"},
+    {"拒否", "refused"},
+    {"失敗", "failed"},
 };
 static_assert(std::size(texts) == static_cast<std::size_t>(msg::count_));
 
@@ -300,6 +347,18 @@ const char* to_string(ui_lang l) noexcept { return l == ui_lang::en ? "en" : "ja
 std::string_view tr(ui_lang l, msg m) noexcept {
   const auto& t = texts[static_cast<std::size_t>(m)];
   return l == ui_lang::en ? t.en : t.ja;
+}
+
+std::string token_label(ui_lang l, token_kind k, std::string_view token) {
+  const auto w = token_words_of(k, token);
+  if (!w) return std::string(token);
+  std::string label(l == ui_lang::en ? w->en : w->ja);
+  if (!w->rest.empty()) {
+    label += " (";
+    label += w->rest;
+    label += ')';
+  }
+  return label;
 }
 
 std::string list_query::to_query_string(std::size_t page_no) const {
@@ -435,7 +494,9 @@ std::string render_list_page(const page_frame& f, const list_query& q, const ite
         if (p.action == "quarantined" || p.action == "discarded")
           b.raw("<span class=\"file\">").text(p.filename.empty() ? p.detected_type : p.filename).raw("</span> ");
       }
-      b.raw("</td><td>").text(join(it.reasons, ", ")).raw("</td></tr>");
+      b.raw("</td><td class=\"reasons\">");
+      tokens_html(b, f.lang, token_kind::reason, it.reasons, false);
+      b.raw("</td></tr>");
     }
     b.raw("</tbody></table>");
   }
@@ -448,7 +509,8 @@ std::string render_list_page(const page_frame& f, const list_query& q, const ite
   return std::move(b.out);
 }
 
-std::string render_detail_page(const page_frame& f, const index_item& it, const std::optional<std::string>& text) {
+std::string render_detail_page(const page_frame& f, const index_item& it, const std::optional<std::string>& text,
+                               const std::map<std::string, std::vector<std::string>>& part_flags) {
   html_builder b;
   page_head(b, f, msg::detail);
   b.raw("<p><a href=\"/\">").text(tr(f.lang, msg::list)).raw("</a></p><h1 class=\"subject\">").text(it.subject)
@@ -464,7 +526,9 @@ std::string render_detail_page(const page_frame& f, const index_item& it, const 
   row(msg::mail_from, it.mail_from.empty() ? "<>" : it.mail_from);
   row(msg::rcpt_to, join(it.rcpt_to, ", "));
   row(msg::size, std::to_string(it.size));
-  row(msg::verdict, it.verdict);
+  b.raw("<tr><th>").text(tr(f.lang, msg::verdict)).raw("</th><td>");
+  token_html(b, f.lang, token_kind::verdict, it.verdict, true);
+  b.raw("</td></tr>");
   row(msg::original_stored, tr(f.lang, it.original_stored ? msg::yes : msg::no));
   b.raw("</table></section>");
 
@@ -476,19 +540,29 @@ std::string render_detail_page(const page_frame& f, const index_item& it, const 
   b.raw("</table></section>");
 
   b.raw("<section><h2>").text(tr(f.lang, msg::reasons)).raw("</h2><ul class=\"reasons\">");
-  for (const auto& r : it.reasons) b.raw("<li>").text(r).raw("</li>");
+  for (const auto& r : it.reasons) {
+    b.raw("<li>");
+    token_html(b, f.lang, token_kind::reason, r, true);
+    b.raw("</li>");
+  }
   b.raw("</ul></section>");
 
   b.raw("<section><h2>").text(tr(f.lang, msg::parts)).raw("</h2><table class=\"parts\"><thead><tr><th>#</th><th>")
       .text(tr(f.lang, msg::filename)).raw("</th><th>").text(tr(f.lang, msg::declared_type)).raw("</th><th>")
       .text(tr(f.lang, msg::detected_type)).raw("</th><th>").text(tr(f.lang, msg::size)).raw("</th><th>")
       .text(tr(f.lang, msg::sha256)).raw("</th><th>").text(tr(f.lang, msg::action)).raw("</th><th>")
-      .text(tr(f.lang, msg::reason)).raw("</th></tr></thead><tbody>");
+      .text(tr(f.lang, msg::reason)).raw("</th><th>").text(tr(f.lang, msg::flags)).raw("</th></tr></thead><tbody>");
   for (const auto& p : it.parts) {
     b.raw("<tr><td>").text(p.path).raw("</td><td class=\"file\">").text(p.filename).raw("</td><td>")
         .text(p.declared_type).raw("</td><td>").text(p.detected_type).raw("</td><td class=\"num\">").num(p.size)
-        .raw("</td><td class=\"hash\">").text(p.sha256).raw("</td><td>").text(p.action).raw("</td><td>").text(p.reason)
-        .raw("</td></tr>");
+        .raw("</td><td class=\"hash\">").text(p.sha256).raw("</td><td>");
+    token_html(b, f.lang, token_kind::part_action, p.action, true);
+    b.raw("</td><td>");
+    if (!p.reason.empty()) token_html(b, f.lang, token_kind::reason, p.reason, true);
+    b.raw("</td><td>");
+    if (const auto fl = part_flags.find(p.path); fl != part_flags.end())
+      tokens_html(b, f.lang, token_kind::flag, fl->second, true);
+    b.raw("</td></tr>");
   }
   b.raw("</tbody></table></section>");
 
@@ -510,8 +584,11 @@ std::string render_detail_page(const page_frame& f, const index_item& it, const 
       .text(tr(f.lang, msg::when)).raw("</th><th>").text(tr(f.lang, msg::who)).raw("</th><th>")
       .text(tr(f.lang, msg::action)).raw("</th><th>").text(tr(f.lang, msg::result)).raw("</th><th></th></tr></thead><tbody>");
   for (const auto& h : it.history) {
-    b.raw("<tr><td>").text(format_time(h.at)).raw("</td><td>").text(h.who).raw("</td><td>").text(h.action)
-        .raw("</td><td>").text(h.result).raw("</td><td>").text(h.detail).raw("</td></tr>");
+    b.raw("<tr><td>").text(format_time(h.at)).raw("</td><td>").text(h.who).raw("</td><td>");
+    token_html(b, f.lang, token_kind::history_action, h.action, true);
+    b.raw("</td><td>");
+    token_html(b, f.lang, token_kind::history_result, h.result, true);
+    b.raw("</td><td>").text(h.detail).raw("</td></tr>");
   }
   b.raw("</tbody></table></section>");
   page_tail(b);
@@ -600,6 +677,7 @@ header button{background:transparent;border-color:#fff}
 .status.released{background:#d5f0dc;color:var(--ok)}
 .status.deleted,.status.expired{background:#eee;color:var(--muted)}
 span.file{display:inline-block;font-family:monospace;overflow-wrap:anywhere}
+code.tok{font-family:monospace;font-size:11px;color:var(--muted);overflow-wrap:anywhere}
 td.file{font-family:monospace}
 .paging{margin:.8rem 0;display:flex;gap:1rem}
 .count,.hint{color:var(--muted)}

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,9 +48,20 @@ enum class msg : std::uint16_t {
   detected_type, sha256, action, sanitized_text, not_stored, history, when, who, result, release, remove,
   release_confirm, remove_confirm, release_to, release_to_hint, confirm, cancel, back, forbidden, not_found,
   bad_request, csrf_failed, action_ok, action_refused, action_failed, role_viewer, role_operator, language,
-  original_stored, yes, no, stats, total, oldest_held, removed_files, count_,
+  original_stored, yes, no, stats, total, oldest_held, removed_files, flags, purge, result_ok, result_refused,
+  result_failed, count_,
 };
 [[nodiscard]] std::string_view tr(ui_lang l, msg m) noexcept;
+
+// The engine's tokens (verdict, reasons, part actions and reasons, content flags) in words for the
+// page's language, from the vocabulary the notices use (sanitizers/report_words.hpp); a token with a
+// variable rest reads "words (rest)" ("ポリシー規則 (executables)"); an unknown token is its own
+// label. Pages show the label with the token itself beside it in small monospace (detail page) or
+// in its title (list page), so operators can grep logs and filter by what they see. The JSON API
+// keeps the raw tokens. Returns plain text: the caller escapes it. The history's actions ("release",
+// "delete", "purge") and results ("ok", "refused", "failed") are the service's tokens, worded here.
+enum class token_kind { reason, flag, part_action, verdict, history_action, history_result };
+[[nodiscard]] std::string token_label(ui_lang l, token_kind k, std::string_view token);
 
 // What every page needs to draw its frame.
 struct page_frame {
@@ -71,8 +83,10 @@ struct list_query {
                                             std::string_view error, std::string_view user_value);
 [[nodiscard]] std::string render_list_page(const page_frame& f, const list_query& q, const item_page& page,
                                            std::size_t page_size, std::string_view error);
+// part_flags: content flags by MIME path (quarantine_service::part_flags), shown with each part.
 [[nodiscard]] std::string render_detail_page(const page_frame& f, const index_item& item,
-                                             const std::optional<std::string>& sanitized_text);
+                                             const std::optional<std::string>& sanitized_text,
+                                             const std::map<std::string, std::vector<std::string>>& part_flags = {});
 enum class confirm_kind { release, remove };
 [[nodiscard]] std::string render_confirm_page(const page_frame& f, const index_item& item, confirm_kind kind);
 // The outcome of a release/delete (message from the service, shown escaped).

@@ -540,7 +540,7 @@ http_response admin_app::handle_item(request_context& rc, const std::string& id,
     if (!rc.is_get()) return html(req, http::status::method_not_allowed, render_error_page(f, msg::bad_request, ""));
     auto item = service_.get(id);
     if (!item) return html(req, http::status::not_found, render_error_page(f, msg::not_found, id));
-    return html(req, http::status::ok, render_detail_page(f, *item, service_.sanitized_text(id)));
+    return html(req, http::status::ok, render_detail_page(f, *item, service_.sanitized_text(id), service_.part_flags(id)));
   }
   if (action != "release" && action != "delete")
     return html(req, http::status::not_found, render_error_page(f, msg::not_found, ""));

@@ -8,7 +8,8 @@
 //   GET  /item/ID/release|delete    confirmation (operators)
 //   POST /item/ID/release|delete    the action (operators; form field csrf, confirm=yes, to=...)
 //   GET  /static/admin.css
-// JSON API (same session cookie; every POST needs the X-CSRF-Token header):
+// JSON API (same session cookie; every POST needs the X-CSRF-Token header; verdict, reasons and part
+// actions/reasons stay the engine's raw tokens, the HTML pages show them in words):
 //   POST /api/v1/login {"user","password"} -> {"user","role","csrf"}, POST /api/v1/logout
 //   GET  /api/v1/items?...  GET /api/v1/items/ID  POST /api/v1/items/ID/release {"to":[...]}
 //   POST /api/v1/items/ID/delete   GET /api/v1/stats

@@ -117,6 +117,9 @@ asio::awaitable<void> admin_server::impl::accept_loop(tcp::acceptor* a) {
     }
     set_cloexec(socket.native_handle());
     boost::system::error_code rec;
+    // A response leaves as several TLS records; with Nagle the last one waits for the client's
+    // delayed ACK (40 ms on Linux): bench_console saw every page larger than one record take 44 ms.
+    socket.set_option(tcp::no_delay(true), rec);
     const auto remote = socket.remote_endpoint(rec);
     if (rec) continue;
     std::uint64_t key = 0;

@@ -296,19 +296,6 @@ int cmd_list(context& c, const po::variables_map& vm, std::ostream& out, std::os
   return exit_ok;
 }
 
-// Flags per part path, from the stored report (why a release may be refused).
-std::map<std::string, std::vector<std::string>> part_flags(const quarantine_store& store, const std::string& id) {
-  std::map<std::string, std::vector<std::string>> flags;
-  const auto meta = store.load_meta(id);
-  if (!meta) return flags;
-  const json::value* report = meta->if_contains("report");
-  if (report == nullptr) return flags;
-  if (const auto rep = sanitize::report_from_json(*report)) {
-    for (const auto& p : rep->parts) flags[p.path] = p.flags;
-  }
-  return flags;
-}
-
 int cmd_show(context& c, const std::string& id, bool as_json, std::ostream& out, std::ostream& err) {
   const auto it = c.service->get(id);
   if (!it) {
@@ -322,7 +309,7 @@ int cmd_show(context& c, const std::string& id, bool as_json, std::ostream& out,
     out << terminal_json(o) << "\n";
     return exit_ok;
   }
-  const auto flags = part_flags(*c.store, id);
+  const auto flags = c.service->part_flags(id);
   out << "ID:          " << it->id << "\n"
       << "Status:      " << to_string(it->status) << "\n"
       << "Received:    " << format_time(it->received, true) << "\n"

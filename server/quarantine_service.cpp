@@ -147,6 +147,18 @@ item_page quarantine_service::list(const item_filter& filter) { return index_.li
 
 index_stats quarantine_service::stats() { return index_.stats(); }
 
+std::map<std::string, std::vector<std::string>> quarantine_service::part_flags(std::string_view id) const {
+  std::map<std::string, std::vector<std::string>> flags;
+  const auto meta = store_.load_meta(std::string(id));
+  if (!meta) return flags;
+  const json::value* report = meta->if_contains("report");
+  if (report == nullptr) return flags;
+  if (const auto rep = sanitize::report_from_json(*report)) {
+    for (const auto& p : rep->parts) flags[p.path] = p.flags;
+  }
+  return flags;
+}
+
 std::optional<std::string> quarantine_service::sanitized_text(std::string_view id, std::size_t max_bytes) {
   const auto dir = store_.item_dir(id);
   if (!dir) return std::nullopt;

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -67,6 +68,10 @@ class quarantine_service {
   // The text of the sanitized message the recipients got (UTF-8, from the item's sanitized.txt),
   // at most max_bytes (cut at a character boundary); nullopt if it was not stored.
   [[nodiscard]] std::optional<std::string> sanitized_text(std::string_view id, std::size_t max_bytes = 256 * 1024);
+
+  // The content flags of each part ("executable", ...), by MIME path, from the item's stored report
+  // (the index does not keep them); empty when the report is missing or unreadable.
+  [[nodiscard]] std::map<std::string, std::vector<std::string>> part_flags(std::string_view id) const;
 
   // The first max_bytes of original.eml, for a text preview (the caller escapes it); nullopt if absent.
   [[nodiscard]] std::optional<std::string> original_preview(std::string_view id, std::size_t max_bytes = 64 * 1024);

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <map>
 #include <string>
 
 using namespace mukai::server;
@@ -158,4 +159,96 @@ TEST_CASE("parse_local_time: dates and times in local time; until a date means t
   CHECK_FALSE(parse_local_time("yesterday", false));
   CHECK_FALSE(parse_local_time("2026-11-22T10", false));
   CHECK_FALSE(parse_local_time("2026-11-22x", false));
+}
+
+TEST_CASE("token_label: engine tokens in the page's language; unknown tokens are their own label") {
+  CHECK(token_label(ui_lang::ja, token_kind::verdict, "sanitized") == "無害化して配送");
+  CHECK(token_label(ui_lang::en, token_kind::verdict, "held") == "held (not delivered)");
+  CHECK(token_label(ui_lang::ja, token_kind::reason, "html-to-text") == "HTML 本文をテキスト化");
+  CHECK(token_label(ui_lang::ja, token_kind::reason, "attachments-removed=1") == "添付ファイル等を削除 (1)");
+  CHECK(token_label(ui_lang::en, token_kind::reason, "rule:executables") == "policy rule (executables)");
+  CHECK(token_label(ui_lang::ja, token_kind::part_action, "kept-as-text") == "本文として表示");
+  CHECK(token_label(ui_lang::en, token_kind::part_action, "quarantined") == "quarantined");
+  CHECK(token_label(ui_lang::ja, token_kind::reason, "attachment") == "添付ファイル");
+  CHECK(token_label(ui_lang::ja, token_kind::flag, "executable") == "実行ファイル");
+  CHECK(token_label(ui_lang::en, token_kind::flag, "encrypted-archive") == "encrypted archive");
+  // Each kind has its own vocabulary: a flag is not a reason.
+  CHECK(token_label(ui_lang::ja, token_kind::reason, "executable") == "executable");
+  CHECK(token_label(ui_lang::ja, token_kind::verdict, "future-verdict") == "future-verdict");
+}
+
+TEST_CASE("detail page: labels in Japanese or English with the raw token beside them, flags per part") {
+  page_frame f;
+  f.user = "op";
+  f.self = "/item/x";
+  index_item it = hostile_item();
+  it.verdict = "sanitized";
+  it.reasons = {"html-to-text", "attachments-removed=1", "brand-new-token"};
+  it.parts = {index_part{"1", "", "text/html", "text/html", 10, std::string(64, 'b'), "converted", "html-to-text"},
+              index_part{"2", "a.exe", "application/octet-stream", "application/x-dosexec", 99, std::string(64, 'c'),
+                         "quarantined", "rule:executables"}};
+  const std::map<std::string, std::vector<std::string>> flags{{"2", {"executable", "double-extension"}}};
+  const std::string ja = render_detail_page(f, it, std::nullopt, flags);
+  CHECK(ja.find("<span class=\"label\">無害化して配送</span> <code class=\"tok\">sanitized</code>") != std::string::npos);
+  CHECK(ja.find("<li><span class=\"label\">添付ファイル等を削除 (1)</span> <code class=\"tok\">attachments-removed=1</code></li>") !=
+        std::string::npos);
+  CHECK(ja.find("<li><code class=\"tok\">brand-new-token</code></li>") != std::string::npos);  // fallback: the token once
+  CHECK(ja.find("<span class=\"label\">テキストに変換</span> <code class=\"tok\">converted</code>") != std::string::npos);
+  CHECK(ja.find("<span class=\"label\">ポリシー規則 (executables)</span> <code class=\"tok\">rule:executables</code>") !=
+        std::string::npos);
+  CHECK(ja.find("<span class=\"label\">実行ファイル</span> <code class=\"tok\">executable</code>、<span class=\"label\">二重拡張子</span>") !=
+        std::string::npos);
+  f.lang = ui_lang::en;
+  const std::string en = render_detail_page(f, it, std::nullopt, flags);
+  CHECK(en.find("<span class=\"label\">sanitized and delivered</span> <code class=\"tok\">sanitized</code>") != std::string::npos);
+  CHECK(en.find("<span class=\"label\">HTML body converted to text</span> <code class=\"tok\">html-to-text</code>") !=
+        std::string::npos);
+  CHECK(en.find("<span class=\"label\">executable</span> <code class=\"tok\">executable</code>, ") != std::string::npos);
+}
+
+TEST_CASE("labels: the token's rest and unknown tokens are escaped; the list page keeps the token in the title") {
+  page_frame f;
+  f.user = "op";
+  f.self = "/";
+  index_item it = hostile_item();
+  it.reasons = {"rule:<script>alert(5)</script>", "ambiguous:\"><img src=x onerror=alert(6)>", "<i>new</i>"};
+  it.parts[0].reason = "rule:<b>x</b>";
+  const std::map<std::string, std::vector<std::string>> flags{{"2", {"<script>flag</script>"}}};
+  const std::string detail = render_detail_page(f, it, std::nullopt, flags);
+  CHECK(has_no_injected_markup(detail));
+  CHECK(detail.find("ポリシー規則 (&lt;script&gt;alert(5)&lt;/script&gt;)</span> <code class=\"tok\">rule:&lt;script&gt;") !=
+        std::string::npos);
+  CHECK(detail.find("<code class=\"tok\">&lt;script&gt;flag&lt;/script&gt;</code>") != std::string::npos);
+  CHECK(detail.find("<code class=\"tok\">&lt;i&gt;new&lt;/i&gt;</code>") != std::string::npos);
+
+  item_page page;
+  page.items.push_back(it);
+  page.total = 1;
+  const std::string list = render_list_page(f, list_query{}, page, 50, "");
+  CHECK(has_no_injected_markup(list));
+  CHECK(list.find("<span class=\"label\" title=\"ambiguous:&quot;&gt;&lt;img src=x onerror=alert(6)&gt;\">") !=
+        std::string::npos);
+  it.reasons = {"html-to-text", "attachments-removed=2"};
+  page.items = {it};
+  f.lang = ui_lang::en;
+  const std::string en = render_list_page(f, list_query{}, page, 50, "");
+  CHECK(en.find("<span class=\"label\" title=\"html-to-text\">HTML body converted to text</span>, "
+                "<span class=\"label\" title=\"attachments-removed=2\">attachments removed (2)</span>") != std::string::npos);
+}
+
+TEST_CASE("detail page: the history's actions and results in words, with the service's tokens") {
+  page_frame f;
+  f.user = "op";
+  f.self = "/";
+  index_item it = hostile_item();
+  it.history.push_back(history_entry{1795000200, "mukai", "purge", "ok", "retention"});
+  it.history.push_back(history_entry{1795000300, "web:op", "reindex", "ok", ""});
+  const std::string ja = render_detail_page(f, it, std::nullopt);
+  CHECK(ja.find("<span class=\"label\">解放</span> <code class=\"tok\">release</code></td><td><span class=\"label\">拒否</span> "
+                "<code class=\"tok\">refused</code>") != std::string::npos);
+  CHECK(ja.find("<span class=\"label\">保存期間満了による削除</span> <code class=\"tok\">purge</code>") != std::string::npos);
+  CHECK(ja.find("<code class=\"tok\">reindex</code>") != std::string::npos);  // unknown: the token
+  CHECK(token_label(ui_lang::en, token_kind::history_result, "failed") == "failed");
+  CHECK(token_label(ui_lang::ja, token_kind::history_result, "failed") == "失敗");
+  CHECK(token_label(ui_lang::ja, token_kind::history_action, "ok") == "ok");  // a result is not an action
 }

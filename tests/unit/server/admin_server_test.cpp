@@ -302,6 +302,37 @@ TEST_CASE("admin server: a viewer reads but cannot release or delete (403, audit
   CHECK(log.find("\"denied\"") != std::string::npos);
 }
 
+TEST_CASE("admin server: served pages show the engine's tokens in words beside the tokens; the API keeps tokens") {
+  fixture f;
+  const std::string exe_id = f.quarantine(message("Tool for you", "tool.exe"));
+  client c{f.port};
+  REQUIRE(c.login("sato", viewer_password) == 303);
+  auto ja = c.get("/item/" + exe_id);
+  REQUIRE(ja.result() == http::status::ok);
+  const std::string& d = ja.body();
+  CHECK(d.find("<span class=\"label\">無害化して配送</span> <code class=\"tok\">sanitized</code>") != std::string::npos);
+  CHECK(d.find("<span class=\"label\">添付ファイル等を削除 (1)</span> <code class=\"tok\">attachments-removed=1</code>") !=
+        std::string::npos);
+  CHECK(d.find("<span class=\"label\">本文として表示</span> <code class=\"tok\">kept-as-text</code>") != std::string::npos);
+  CHECK(d.find("<span class=\"label\">隔離</span> <code class=\"tok\">quarantined</code>") != std::string::npos);
+  // The part's content flags come from the stored report (the index does not keep them).
+  CHECK(d.find("<span class=\"label\">実行ファイル</span> <code class=\"tok\">executable</code>") != std::string::npos);
+  const std::string en = c.get("/item/" + exe_id + "?lang=en").body();
+  CHECK(en.find("<span class=\"label\">attachments removed (1)</span>") != std::string::npos);
+  CHECK(en.find("<span class=\"label\">executable</span> <code class=\"tok\">executable</code>") != std::string::npos);
+  const std::string list = c.get("/?q=tool.exe&lang=en").body();
+  CHECK(list.find("<span class=\"label\" title=\"attachments-removed=1\">attachments removed (1)</span>") !=
+        std::string::npos);
+
+  auto api = c.get("/api/v1/items/" + exe_id);
+  REQUIRE(api.result() == http::status::ok);
+  const auto o = json::parse(api.body()).as_object();
+  CHECK(o.at("verdict").as_string() == "sanitized");
+  CHECK(o.at("reasons").as_array().at(0).as_string() == "attachments-removed=1");
+  CHECK(api.body().find("attachments removed") == std::string::npos);
+  CHECK(api.body().find("\"quarantined\"") != std::string::npos);
+}
+
 TEST_CASE("admin server: JSON API login, list, detail, stats, CSRF header, release") {
   fixture f;
   client c{f.port};
