@@ -268,6 +268,9 @@ int run_serve(const std::vector<std::string>& args) {
     if (!cfg) return exit_usage;
   } else {
     cfg = config::embedded_default();
+    // The embedded default is the README's first run, typically as root: it runs as nobody (the
+    // directories it creates under ./mukai-data are given to nobody before the drop, below).
+    if (::geteuid() == 0) cfg->service.user = "nobody";
   }
   // Root only to bind: without [service] user there is no account to drop to, so refuse rather
   // than parse SMTP and write the spool as root (privileges.hpp).
@@ -284,6 +287,17 @@ int run_serve(const std::vector<std::string>& args) {
     if (!drop_to) {
       std::cerr << "mukai: service.user: " << why << "\n";
       return exit_usage;
+    }
+    // What the service user must be able to create after the drop: the spool and quarantine
+    // roots (and their parents, e.g. ./mukai-data), and Maildir next hops.
+    std::vector<std::filesystem::path> dirs{cfg->spool.dir, cfg->quarantine.dir};
+    for (const auto& hop : cfg->delivery.next_hops)
+      if (hop.rfind("maildir:", 0) == 0) dirs.emplace_back(hop.substr(8));
+    for (const auto& d : dirs) {
+      if (auto err = server::prepare_service_directory(d, *drop_to); !err.empty()) {
+        std::cerr << "mukai: cannot prepare " << d << " for " << drop_to->name << ": " << err << "\n";
+        return exit_failure;
+      }
     }
   }
   server::log_level level = server::log_level::info;
@@ -307,7 +321,9 @@ int run_serve(const std::vector<std::string>& args) {
     log = std::make_unique<server::logger>(level, cfg->log.file, true, format);
     server::relay_options ro;
     ro.config_file = config_file;
-    ro.worker_binary = server::current_executable();
+    // Through /proc: the worker is exec'ed after the drop, and the service user may not be allowed
+    // to traverse the directory the binary was started from (a build tree under /root).
+    ro.worker_binary = "/proc/self/exe";
     if (drop_to) {
       ro.after_bind = [&drop_to, &log] {
         server::drop_privileges(*drop_to);

@@ -2,9 +2,11 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -99,6 +101,27 @@ void drop_privileges(const service_user& u) {
   if (::setgid(u.gid) != 0) fail("setgid");
   if (::setuid(u.uid) != 0) fail("setuid");
   verify_dropped(u);
+}
+
+std::string prepare_service_directory(const std::filesystem::path& dir, const service_user& user) {
+  namespace fs = std::filesystem;
+  const fs::path target = fs::absolute(dir).lexically_normal();
+  std::vector<fs::path> missing;  // deepest first
+  for (fs::path p = target; !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) == 0) break;
+    if (errno != ENOENT) return p.string() + ": " + std::strerror(errno);
+    missing.push_back(p);
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    const mode_t mode = *it == target ? 0700 : 0755;
+    if (::mkdir(it->c_str(), mode) != 0 && errno != EEXIST) return it->string() + ": " + std::strerror(errno);
+    // mkdir's mode is filtered by the umask; chmod sets it exactly. lchown: never follow a link
+    // someone slipped in between.
+    if (::lchown(it->c_str(), user.uid, user.gid) != 0 || ::chmod(it->c_str(), mode) != 0)
+      return it->string() + ": " + std::strerror(errno);
+  }
+  return {};
 }
 
 }  // namespace mukai::server

@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,11 @@ struct service_user {
 
 // getpwnam_r; nullopt with `error` set for an unknown user or uid 0.
 [[nodiscard]] std::optional<service_user> lookup_service_user(const std::string& name, std::string& error);
+
+// Before the drop: creates `dir` and its missing ancestors and gives each directory it creates to
+// `user` (the leaf 0700, ancestors 0755), so that a first run as root (./mukai-data) works after the
+// drop. Existing directories are never touched. Empty string on success, else why not.
+[[nodiscard]] std::string prepare_service_directory(const std::filesystem::path& dir, const service_user& user);
 
 // See above. Throws std::system_error or std::runtime_error.
 void drop_privileges(const service_user& user);

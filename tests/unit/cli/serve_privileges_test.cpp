@@ -15,6 +15,7 @@
 #include "server/privileges.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/service_user.hpp"
+#include "tests/support/smtp_send.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace mukai::testing;
@@ -58,10 +59,6 @@ TEST_CASE("serve as root without [service] user: refused, exit 2, nothing create
   CHECK(r.output.find("refusing to run as root") != std::string::npos);
   CHECK(r.output.find("[service] user") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(tmp.path() / "spool"));
-  // The embedded default too (no file at all).
-  auto d = run_command({MUKAI_BINARY, "serve"}, 30s, {}, 1 << 16);
-  CHECK(d.exit_code == 2);
-  CHECK(d.output.find("refusing to run as root") != std::string::npos);
   // An unknown user is a configuration error, before anything is bound.
   std::ofstream(cfg, std::ios::trunc) << config_text(tmp.path(), free_loopback_port(),
                                                      "[service]\nuser = \"mukai-no-such-user\"\n");
@@ -109,3 +106,53 @@ TEST_CASE("serve as root with [service] user = nobody: binds, then runs as nobod
   CHECK(read_file_or_empty(tmp.path() / "serve.log").find("running as user nobody") != std::string::npos);
   CHECK(p.terminate(30s) == 0);
 }
+
+// The README's first run: `build/mukai serve` as root on the embedded default. It drops to nobody,
+// gives the directories it creates (./mukai-data/...) to nobody before the drop, re-executes its
+// workers through /proc/self/exe, and delivers into ./mukai-data/outbox/new/.
+TEST_CASE("the embedded default as root: runs as nobody in ./mukai-data and delivers a message") {
+  if (!running_as_root()) {
+    MESSAGE("not root: skipped");
+    return;
+  }
+  if (wait_for_listen(2525, 100ms)) {
+    MESSAGE("127.0.0.1:2525 is in use (the embedded default's port): skipped");
+    return;
+  }
+  temp_dir tmp("mukai-first-run");
+  // Like a source checkout (0755): after the drop, nobody works in its current directory.
+  REQUIRE(::chmod(tmp.path().c_str(), 0755) == 0);
+  const auto nobody = nobody_user();
+  spawn_options so;
+  so.argv = {MUKAI_BINARY, "serve"};
+  so.working_dir = tmp.path();
+  so.stdout_path = so.stderr_path = tmp.path() / "serve.log";
+  child_process p(so);
+  const auto log = [&] { return read_file_or_empty(tmp.path() / "serve.log"); };
+  REQUIRE_MESSAGE(wait_for_listen(2525, 30s, p.pid()), log());
+  for (int i = 0; i < 300 && log().find("mukai relay listening on") == std::string::npos; ++i)
+    std::this_thread::sleep_for(100ms);
+  CHECK(ids_are(proc_status(p.pid()), "Uid", nobody.uid));
+  for (const char* d : {"mukai-data", "mukai-data/spool", "mukai-data/quarantine", "mukai-data/outbox"}) {
+    struct stat st {};
+    CAPTURE(d);
+    REQUIRE(::stat((tmp.path() / d).c_str(), &st) == 0);
+    CHECK(st.st_uid == nobody.uid);
+  }
+  const auto r = smtp_send("127.0.0.1", 2525, "alice@example.com", {"staff@example.lg.jp"},
+                           "From: alice@example.com\r\nSubject: first run\r\n\r\nhello from the first run\r\n");
+  REQUIRE_MESSAGE(r.ok, r.last_reply << r.error);
+  const auto new_dir = tmp.path() / "mukai-data" / "outbox" / "new";
+  std::vector<std::filesystem::path> files;
+  for (int i = 0; i < 300 && files.empty(); ++i) {
+    std::this_thread::sleep_for(100ms);
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(new_dir, ec); !ec && it != std::filesystem::directory_iterator();
+         it.increment(ec))
+      files.push_back(it->path());
+  }
+  REQUIRE_MESSAGE(files.size() == 1, log());
+  CHECK(read_file_or_empty(files[0]).find("hello from the first run") != std::string::npos);
+  CHECK(p.terminate(30s) == 0);
+}
+
