@@ -10,7 +10,6 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
-#include <boost/json.hpp>
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -30,6 +29,7 @@
 #include "server/quarantine_service.hpp"
 #include "server/quarantine_store.hpp"
 #include "server/readiness.hpp"
+#include "server/relay_events.hpp"
 #include "server/relay_metrics.hpp"
 #include "server/smtp_trace.hpp"
 #include "server/spool.hpp"
@@ -348,42 +348,10 @@ struct relay::impl {
       case sanitize::verdict::sanitized: n.sanitized++; break;
       case sanitize::verdict::held: n.held++; break;
     }
-    log_sanitized(id, msg->envelope, msg->body.size(), out.result, out.result.output.size(), ms);
+    remember_message_id(id, out.result.headers.message_id);
+    log.write(log_level::info,
+              sanitized_event(id, msg->envelope, msg->body.size(), out.result, std::chrono::milliseconds(ms)));
     enqueue_delivery(id);
-  }
-
-  // "sanitized" (clean or sanitized verdict) or "quarantined" (held: the original is in the
-  // quarantine and only the notice goes on): one line with everything the engine decided.
-  void log_sanitized(const std::string& id, const spool_envelope& env, std::size_t size, const sanitize::result& r,
-                     std::size_t output_size, long long ms) {
-    const auto& rep = r.rep;
-    remember_message_id(id, r.headers.message_id);
-    log_event ev = message_event(rep.result == sanitize::verdict::held ? "quarantined" : "sanitized", id, env);
-    boost::json::array rcpts;
-    for (auto& rc : env.recipients) rcpts.emplace_back(log_event::clean(rc.address));
-    ev.add_value("rcpt", std::move(rcpts));
-    ev.add("size", static_cast<std::uint64_t>(size))
-        .add("verdict", sanitize::to_string(rep.result))
-        .add("subject", r.headers.subject)
-        .add("output_size", static_cast<std::uint64_t>(output_size))
-        .add("parts", static_cast<std::uint64_t>(rep.parts.size()));
-    boost::json::array removed;
-    for (auto& part : rep.parts) {
-      if (part.action != sanitize::part_action::quarantined && part.action != sanitize::part_action::discarded) continue;
-      if (removed.size() >= 32) break;  // a line stays bounded; the quarantine item has them all
-      removed.push_back(boost::json::object{{"path", log_event::clean(part.path)},
-                                            {"type", log_event::clean(part.detected_type)},
-                                            {"declared", log_event::clean(part.declared_type)},
-                                            {"filename", log_event::clean(part.filename.substr(0, 200))},
-                                            {"size", part.size},
-                                            {"action", sanitize::to_string(part.action)},
-                                            {"reason", log_event::clean(part.reason)}});
-    }
-    ev.add_value("removed", std::move(removed));
-    ev.add("actions", rep.actions).add("reasons", rep.reasons);
-    if (rep.quarantine_id) ev.add("quarantine_id", *rep.quarantine_id);
-    ev.add("sanitize_ms", static_cast<std::uint64_t>(std::max<long long>(0, ms)));
-    log.write(log_level::info, ev);
   }
 
   // Message-IDs from the sanitizer, for the delivery events (the relay never parses a message). In
@@ -394,14 +362,10 @@ struct relay::impl {
     if (message_ids.size() < max_remembered_ids) message_ids[id] = message_id.substr(0, 998);
   }
 
-  log_event message_event(std::string_view name, const std::string& id, const spool_envelope& env) {
-    log_event ev(name, id);
-    {
-      const std::lock_guard lock(mutex);
-      if (auto it = message_ids.find(id); it != message_ids.end()) ev.add("message_id", it->second);
-    }
-    ev.add("from", env.mail_from).add("client", env.client_address).add("tls", env.tls);
-    return ev;
+  std::string message_id_of(const std::string& id) {
+    const std::lock_guard lock(mutex);
+    auto it = message_ids.find(id);
+    return it == message_ids.end() ? std::string() : it->second;
   }
 
   void move_to_corrupt(spool_state state, const std::string& id) {
@@ -604,50 +568,12 @@ struct relay::impl {
     message_ids.erase(id);
   }
 
-  // One event per outcome of an attempt: "delivered" (recipients accepted now), "bounced"
-  // (refused or expired now; with the DSN's queue ID), "deferred" (still pending, with the next
-  // attempt). `finished`: the message left the spool with this attempt.
   void log_attempt(const delivery_job& job, const delivery_state& state, system_clock::time_point now, bool finished,
                    system_clock::time_point next_attempt, const std::string& dsn_id) {
-    const auto& env = job.message.envelope;
-    boost::json::array delivered, bounced, deferred;
-    std::string relay_name;
-    for (auto& r : job.outcome.recipients) {
-      const auto& rs = state.recipients.at(r.index);
-      boost::json::object o{{"to", log_event::clean(env.recipients.at(r.index).address)},
-                            {"reply", log_event::clean(r.reply.substr(0, 512))}};
-      if (!r.remote.empty()) {
-        o["relay"] = log_event::clean(r.remote);
-        relay_name = r.remote;
-      }
-      if (rs.status == recipient_status::delivered) {
-        delivered.push_back(std::move(o));
-      } else if (rs.status == recipient_status::failed) {
-        o["status"] = r.status == rcpt_status::permanent ? "refused" : "expired";
-        bounced.push_back(std::move(o));
-      } else {
-        deferred.push_back(std::move(o));
-      }
-    }
-    if (relay_name.empty() && !job.outcome.hops.empty()) relay_name = job.outcome.hops.back().hop;
-    const bool tls = !job.outcome.hops.empty() && job.outcome.hops.back().tls;
-    const auto latency_ms = static_cast<std::uint64_t>(
-        std::max<long long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(now - env.received).count()));
-    auto emit = [&](const char* name, boost::json::array list, log_level level) {
-      if (list.empty()) return;
-      log_event ev = message_event(name, job.id, env);
-      ev.add_value("recipients", std::move(list)).add("relay", relay_name).add("relay_tls", tls);
-      ev.add("latency_ms", latency_ms).add("finished", finished);
-      if (job.is_dsn) ev.add("dsn", true);
-      if (std::string_view(name) == "bounced" && !dsn_id.empty()) ev.add("dsn_queue_id", dsn_id);
-      if (std::string_view(name) == "deferred")
-        ev.add("next_attempt_s", static_cast<std::uint64_t>(std::max<long long>(
-                                     0, std::chrono::duration_cast<std::chrono::seconds>(next_attempt - now).count())));
-      log.write(level, ev);
-    };
-    emit("delivered", std::move(delivered), log_level::info);
-    emit("bounced", std::move(bounced), log_level::warning);
-    emit("deferred", std::move(deferred), log_level::info);
+    const std::string message_id = message_id_of(job.id);
+    const attempt_context c{job.id, message_id, job.message.envelope, job.outcome, state, now,
+                            finished, next_attempt, dsn_id, job.is_dsn};
+    for (auto& [level, ev] : attempt_events(c)) log.write(level, ev);
   }
 
   // A hop whose session ran (even one answering 4xx for every recipient), or that took a final

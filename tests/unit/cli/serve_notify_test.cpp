@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "tests/support/notify_socket.hpp"
@@ -67,5 +68,38 @@ TEST_CASE("serve: READY=1 after binding, RELOADING=1/READY=1 on SIGHUP, STOPPING
 
   ::kill(p.pid(), SIGTERM);
   expect_state(sock, "STOPPING=1");
+  CHECK(p.wait(60s) == 0);
+}
+
+TEST_CASE("serve: with WATCHDOG_USEC set, WATCHDOG=1 keeps coming at half the interval") {
+  temp_dir tmp("mukai-notify");
+  const std::uint16_t port = free_loopback_port();
+  const auto cfg = tmp.path() / "mukai.toml";
+  std::ofstream(cfg) << "[smtp]\nlisten = [\"127.0.0.1:" << port << "\"]\nrelay_domains = [\"example.lg.jp\"]\n"
+                     << "[delivery]\nnext_hop = [\"maildir:" << (tmp.path() / "out").string() << "\"]\n[spool]\ndir = \""
+                     << (tmp.path() / "spool").string() << "\"\nmin_free_space = \"0\"\n[quarantine]\ndir = \""
+                     << (tmp.path() / "quarantine").string() << "\"\n[worker]\ncount = 1\n"
+                     << service_section_for_tests();
+  notify_socket sock(tmp.path() / "notify");
+  if (running_as_root()) hand_over(tmp.path(), nobody_user());
+  spawn_options so;
+  so.argv = {MUKAI_BINARY, "serve", "--config", cfg.string()};
+  so.extra_env = {"NOTIFY_SOCKET=" + sock.path().string(), "WATCHDOG_USEC=400000"};
+  so.stdout_path = so.stderr_path = tmp.path() / "serve.log";
+  child_process p(so);
+  expect_state(sock, "READY=1");
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_state(sock, "WATCHDOG=1");
+  expect_state(sock, "WATCHDOG=1");
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  CHECK(elapsed >= 300ms);  // two pings at 200 ms intervals, not a burst
+  ::kill(p.pid(), SIGTERM);
+  std::optional<std::string> last;
+  for (int i = 0; i < 50; ++i) {  // pings may still precede STOPPING=1
+    last = sock.receive(10s);
+    if (!last || last->rfind("STOPPING=1", 0) == 0) break;
+  }
+  REQUIRE(last);
+  CHECK(last->rfind("STOPPING=1", 0) == 0);
   CHECK(p.wait(60s) == 0);
 }

@@ -11,11 +11,12 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "server/privileges.hpp"
 #include "tests/support/process.hpp"
-#include "tests/support/service_user.hpp"
 #include "tests/support/smtp_send.hpp"
+#include "tests/support/service_user.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace mukai::testing;
@@ -84,12 +85,11 @@ TEST_CASE("serve as root with [service] user = nobody: binds, then runs as nobod
   so.stdout_path = so.stderr_path = tmp.path() / "serve.log";
   child_process p(so);
   REQUIRE_MESSAGE(wait_for_listen(port, 30s, p.pid()), read_file_or_empty(tmp.path() / "serve.log"));
-  // The socket listens a moment before the drop (bind first, by design): wait for the end of start-up.
-  const auto started = [&] {
-    return read_file_or_empty(tmp.path() / "serve.log").find("mukai relay listening on") != std::string::npos;
-  };
-  for (int i = 0; i < 300 && !started(); ++i) std::this_thread::sleep_for(100ms);
-  REQUIRE_MESSAGE(started(), read_file_or_empty(tmp.path() / "serve.log"));
+  // The socket listens from the bind on, before the drop: wait for the end of start-up.
+  const auto started = std::chrono::steady_clock::now() + 30s;
+  while (read_file_or_empty(tmp.path() / "serve.log").find("mukai relay listening") == std::string::npos &&
+         std::chrono::steady_clock::now() < started)
+    std::this_thread::sleep_for(20ms);
   const std::string status = proc_status(p.pid());
   CHECK(ids_are(status, "Uid", nobody.uid));
   CHECK(ids_are(status, "Gid", nobody.gid));
@@ -104,6 +104,36 @@ TEST_CASE("serve as root with [service] user = nobody: binds, then runs as nobod
   REQUIRE(::stat((tmp.path() / "spool" / "incoming").c_str(), &st) == 0);
   CHECK(st.st_uid == nobody.uid);
   CHECK(read_file_or_empty(tmp.path() / "serve.log").find("running as user nobody") != std::string::npos);
+
+  // A message through it: the sanitizer worker it spawns runs as nobody too, and the delivered
+  // file and the quarantine item are nobody's.
+  const std::string message =
+      "From: a@example.com\r\nTo: staff@example.lg.jp\r\nSubject: t\r\nMessage-ID: <p1@example.com>\r\n\r\nhello\r\n";
+  auto sent = smtp_send("127.0.0.1", port, "a@example.com", {"staff@example.lg.jp"}, message);
+  REQUIRE_MESSAGE(sent.ok, sent.last_reply << sent.error);
+  std::vector<pid_t> workers;
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  std::filesystem::path delivered;
+  while (std::chrono::steady_clock::now() < until && (workers.empty() || delivered.empty())) {
+    // Children are listed per thread that forked them (the sanitizing threads).
+    std::error_code ec;
+    for (auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(p.pid()) + "/task", ec)) {
+      std::istringstream children(read_file_or_empty(task.path() / "children"));
+      for (pid_t c; children >> c;) workers.push_back(c);
+    }
+    for (auto& e : std::filesystem::directory_iterator(tmp.path() / "out" / "new", ec)) delivered = e.path();
+    std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE_FALSE(workers.empty());
+  for (pid_t w : workers) {
+    const std::string ws = proc_status(w);
+    if (ws.empty()) continue;  // exited meanwhile
+    CHECK(ids_are(ws, "Uid", nobody.uid));
+    CHECK(mukai::server::status_capability(ws, "CapEff") == std::uint64_t{0});
+  }
+  REQUIRE_FALSE(delivered.empty());
+  REQUIRE(::stat(delivered.c_str(), &st) == 0);
+  CHECK(st.st_uid == nobody.uid);
   CHECK(p.terminate(30s) == 0);
 }
 

@@ -8,6 +8,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <fstream>
 #include <thread>
 
@@ -46,7 +49,11 @@ struct one_shot_server {
       boost::system::error_code ec;
       acceptor.accept(s, ec);
       if (!greeting.empty()) asio::write(s, asio::buffer(greeting), ec);
-      std::this_thread::sleep_for(3s);  // longer than the silent case's probe timeout
+      // Until the probe hangs up (after QUIT, or at its deadline when we stay silent); at most 5 s.
+      const timeval limit{5, 0};
+      ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+      char buf[256];
+      while (!ec) s.read_some(asio::buffer(buf), ec);
     });
   }
   ~one_shot_server() { thread.join(); }
