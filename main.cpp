@@ -19,7 +19,6 @@
 #include "sanitizers/report_json.hpp"
 #include "server/admin_cli.hpp"
 #include "server/admin_server.hpp"
-#include "server/audit_log.hpp"
 #include "server/durable_fs.hpp"
 #include "server/logger.hpp"
 #include "server/next_hop.hpp"
@@ -228,24 +227,17 @@ int run_check_config(const std::vector<std::string>& args) {
   return exit_ok;
 }
 
-// The web console beside the relay, when [admin] listen is set, over the relay's quarantine service,
-// with the relay's /metrics and /readyz. It has its own audit_log object on the relay's audit file:
-// each record is one O_APPEND write, so the two never interleave. Started after the relay (its
-// listener binds after the privilege drop: the admin port is unprivileged) and before READY=1.
-struct admin_console {
-  std::unique_ptr<server::audit_log> audit;
-  std::unique_ptr<server::admin_server> server;
-};
-
-admin_console start_admin_console(const config::mukai_config& c, server::relay& relay, server::logger& log) {
-  admin_console a;
-  if (c.admin.listen.empty()) return a;
-  a.audit = std::make_unique<server::audit_log>(c.quarantine.dir / "audit.log");
-  a.server = std::make_unique<server::admin_server>(
-      c, relay.quarantine(), *a.audit, log, [&relay] { return relay.metrics_text(); },
+// The web console beside the relay, when [admin] listen is set: the relay's quarantine service and
+// audit log, its /metrics and /readyz. Started after the relay (its listener binds after the
+// privilege drop: the admin port is unprivileged) and before READY=1.
+std::unique_ptr<server::admin_server> start_admin_console(const config::mukai_config& c, server::relay& relay,
+                                                          server::logger& log) {
+  if (c.admin.listen.empty()) return nullptr;
+  auto console = std::make_unique<server::admin_server>(
+      c, relay.quarantine(), relay.audit(), log, [&relay] { return relay.metrics_text(); },
       [&relay] { return relay.readiness(); });
-  a.server->start();
-  return a;
+  console->start();
+  return console;
 }
 
 int run_serve(const std::vector<std::string>& args) {
@@ -316,7 +308,7 @@ int run_serve(const std::vector<std::string>& args) {
 
   std::unique_ptr<server::logger> log;
   std::unique_ptr<server::relay> relay;
-  admin_console console;
+  std::unique_ptr<server::admin_server> console;
   try {
     log = std::make_unique<server::logger>(level, cfg->log.file, true, format);
     server::relay_options ro;
@@ -393,7 +385,7 @@ int run_serve(const std::vector<std::string>& args) {
     }
     log->write(server::log_level::info, std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
     tell("STOPPING=1\nSTATUS=stopping");
-    if (console.server) console.server->stop();
+    if (console) console->stop();
     relay->shutdown(std::chrono::seconds(30));
     return exit_ok;
   }

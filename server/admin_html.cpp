@@ -67,16 +67,6 @@ struct html_builder {
   }
 };
 
-const char* status_msg_key(item_status s) noexcept {
-  switch (s) {
-    case item_status::held: return "held";
-    case item_status::released: return "released";
-    case item_status::deleted: return "deleted";
-    case item_status::expired: return "expired";
-  }
-  return "held";
-}
-
 msg status_msg(item_status s) noexcept {
   switch (s) {
     case item_status::held: return msg::status_held;
@@ -486,7 +476,7 @@ std::string render_list_page(const page_frame& f, const list_query& q, const ite
     for (const auto& it : page.items) {
       const std::string href = "/item/" + url_component(it.id);
       b.raw("<tr><td class=\"time\"><a href=\"").text(href).raw("\">").text(format_time(it.received))
-          .raw("</a></td><td><span class=\"status ").raw(status_msg_key(it.status)).raw("\">")
+          .raw("</a></td><td><span class=\"status ").raw(to_string(it.status)).raw("\">")
           .text(tr(f.lang, status_msg(it.status))).raw("</span></td><td>")
           .text(it.from.empty() ? it.mail_from : it.from).raw("</td><td>").text(join(it.rcpt_to, ", "))
           .raw("</td><td class=\"subject\"><a href=\"").text(href).raw("\">").text(it.subject).raw("</a></td><td>");
@@ -520,7 +510,7 @@ std::string render_detail_page(const page_frame& f, const index_item& it, const 
   };
   b.raw("<section><h2>").text(tr(f.lang, msg::envelope)).raw("</h2><table class=\"kv\">");
   row(msg::id, it.id);
-  b.raw("<tr><th>").text(tr(f.lang, msg::status)).raw("</th><td><span class=\"status ").raw(status_msg_key(it.status))
+  b.raw("<tr><th>").text(tr(f.lang, msg::status)).raw("</th><td><span class=\"status ").raw(to_string(it.status))
       .raw("\">").text(tr(f.lang, status_msg(it.status))).raw("</span></td></tr>");
   row(msg::received, format_time(it.received));
   row(msg::mail_from, it.mail_from.empty() ? "<>" : it.mail_from);

@@ -845,6 +845,8 @@ void relay::start() {
 
 quarantine_service& relay::quarantine() { return *impl_->service; }
 
+audit_log& relay::audit() { return *impl_->audit; }
+
 std::vector<boost::asio::ip::tcp::endpoint> relay::local_endpoints() const { return impl_->server->local_endpoints(); }
 
 void relay::reload(const config::mukai_config& config) {

@@ -64,6 +64,7 @@
 
 namespace mukai::server {
 
+class audit_log;
 class quarantine_service;
 
 // The spool limits for a configuration (the relay's, and the quarantine tools' for a release).
@@ -134,6 +135,8 @@ class relay {
   // log <quarantine.dir>/audit.log); a release is delivered at once. Valid from construction until
   // the relay is destroyed; its calls block (run them off the I/O threads).
   [[nodiscard]] quarantine_service& quarantine();
+  // The audit log behind quarantine() (<quarantine.dir>/audit.log), for the web console's logins.
+  [[nodiscard]] audit_log& audit();
   // The Prometheus text for /metrics (relay_metrics.hpp). Cheap: atomics and the queue sizes.
   [[nodiscard]] std::string metrics_text() const;
   // For /readyz: ready (true) or not, with the reason (readiness.hpp has the rule). Never blocks:
