@@ -238,6 +238,11 @@ constexpr msg_text texts[] = {
      "Delete this item's files? This cannot be undone. Please confirm."},
     {"別の宛先に配送（任意）", "Deliver to other recipients (optional)"},
     {"空欄なら元の宛先。複数はカンマ区切り。", "Empty: the original recipients. Several: separate with commas."},
+    {"このメールは全体を保留したため、添付ファイルなどの中身は検査されていません（暗号化、構造の異常、制限超過など）。"
+     "解放禁止の設定（実行ファイルなど）も確認できません。原本を確認してから解放してください。",
+     "This message was held whole, so its parts were never inspected (encrypted, malformed, over a limit...). "
+     "The release policy (e.g. no executables) cannot be checked. Check the original before releasing it."},
+    {"原本を確認し、内容が安全であることを確かめました", "I have checked the original and it is safe"},
     {"実行する", "Confirm"},
     {"キャンセル", "Cancel"},
     {"戻る", "Back"},
@@ -598,6 +603,11 @@ std::string render_confirm_page(const page_frame& f, const index_item& it, confi
   b.raw("<form method=\"post\" action=\"").text(base + (release ? "/release" : "/delete")).raw("\" class=\"confirm\">");
   csrf_field(b, f);
   b.raw("<input type=\"hidden\" name=\"confirm\" value=\"yes\">");
+  if (release && it.verdict == "held") {
+    b.raw("<p class=\"warn\" id=\"unverified-warning\">").text(tr(f.lang, msg::release_unverified))
+        .raw("</p><label><input type=\"checkbox\" name=\"unverified\" value=\"yes\" id=\"unverified\"> ")
+        .text(tr(f.lang, msg::release_unverified_box)).raw("</label>");
+  }
   if (release) {
     b.raw("<label>").text(tr(f.lang, msg::release_to)).raw(" <input type=\"text\" name=\"to\" maxlength=\"2000\"></label><p class=\"hint\">")
         .text(tr(f.lang, msg::release_to_hint)).raw("</p>");

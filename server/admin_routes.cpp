@@ -562,7 +562,8 @@ http_response admin_app::handle_item(request_context& rc, const std::string& id,
     std::vector<std::string> to;
     if (!parse_addresses(get(rc.form, "to"), to))
       return html(req, http::status::bad_request, render_error_page(f, msg::bad_request, get(rc.form, "to")));
-    r = service_.release(id, to, rc.who(), rc.client_text);
+    r = service_.release(id, to, rc.who(), rc.client_text,
+                         get(rc.form, "unverified") == "yes" ? held_release::confirmed : held_release::refuse);
   } else {
     r = service_.remove(id, rc.who(), rc.client_text);
   }
@@ -677,6 +678,7 @@ http_response admin_app::api_item(request_context& rc, const std::string& id, co
   action_result r;
   if (action == "release") {
     std::vector<std::string> to;
+    held_release held = held_release::refuse;
     if (!req.body().empty()) {
       boost::system::error_code ec;
       const json::value v = json::parse(req.body(), ec);
@@ -690,8 +692,12 @@ http_response admin_app::api_item(request_context& rc, const std::string& id, co
             return json_error(req, http::status::bad_request, "bad_request", "\"to\": not an address");
         }
       }
+      if (const json::value* u = o->if_contains("unverified")) {
+        if (!u->is_bool()) return json_error(req, http::status::bad_request, "bad_request", "\"unverified\" must be true or false");
+        if (u->as_bool()) held = held_release::confirmed;
+      }
     }
-    r = service_.release(id, to, rc.who(), rc.client_text);
+    r = service_.release(id, to, rc.who(), rc.client_text, held);
   } else {
     r = service_.remove(id, rc.who(), rc.client_text);
   }

@@ -49,7 +49,9 @@ const char* usage_text =
     "      Newest first. T: 2026-11-22, 2026-11-22T10:00:00Z or an age such as 24h, 7d. Text filters\n"
     "      are case-insensitive substrings; --text searches every field.\n"
     "  show ID [--json]        metadata, envelope, headers, reasons, parts, history, the sanitized text\n"
-    "  release ID [--to ADDR]...   deliver the original (unsanitized) to its recipients or to ADDR\n"
+    "  release ID [--to ADDR]... [--unverified]\n"
+    "                          deliver the original (unsanitized) to its recipients or to ADDR;\n"
+    "                          a message held whole (never inspected) needs --unverified: check it first\n"
     "  delete ID               remove the item's files (the record and its history stay)\n"
     "  purge                   remove every item older than [quarantine] retention\n"
     "  rebuild-index           recreate index.sqlite from the items' files\n"
@@ -397,7 +399,8 @@ int run_quarantine_cli(const std::vector<std::string>& args, std::ostream& out, 
       "recipient", po::value<std::string>())("subject", po::value<std::string>())("reason", po::value<std::string>())(
       "filename", po::value<std::string>())("text", po::value<std::string>())("status", po::value<std::string>())(
       "limit", po::value<std::size_t>()->default_value(50))("offset", po::value<std::size_t>()->default_value(0))(
-      "to", po::value<std::vector<std::string>>()->composing())("id", po::value<std::string>());
+      "to", po::value<std::vector<std::string>>()->composing())("unverified", po::bool_switch())(
+      "id", po::value<std::string>());
   po::positional_options_description pos;
   pos.add("id", 1);
   po::variables_map vm;
@@ -413,7 +416,7 @@ int run_quarantine_cli(const std::vector<std::string>& args, std::ostream& out, 
       {"list", {"config", "json", "since", "until", "sender", "recipient", "subject", "reason", "filename", "text",
                 "status", "limit", "offset"}},
       {"show", {"config", "json", "id"}},
-      {"release", {"config", "id", "to"}},
+      {"release", {"config", "id", "to", "unverified"}},
       {"delete", {"config", "id"}},
       {"purge", {"config"}},
       {"rebuild-index", {"config"}},
@@ -421,7 +424,7 @@ int run_quarantine_cli(const std::vector<std::string>& args, std::ostream& out, 
   const auto cmd = allowed.find(command);
   if (cmd == allowed.end()) return usage(err, "unknown command \"" + safe(command) + "\"");
   for (const auto& [name, value] : vm) {
-    if (value.defaulted() || (name == "json" && !value.as<bool>())) continue;
+    if (value.defaulted() || ((name == "json" || name == "unverified") && !value.as<bool>())) continue;
     if (!cmd->second.contains(name)) return usage(err, "--" + name + " does not apply to " + command);
   }
   const bool needs_id = cmd->second.contains("id");
@@ -463,7 +466,8 @@ int run_quarantine_cli(const std::vector<std::string>& args, std::ostream& out, 
       err << "mukai: spool " << safe(c.cfg.spool.dir.string()) << ": " << ec.message() << "\n";
       return exit_refused;
     }
-    const auto r = c.service->release(id, to, c.who, client);
+    const auto r = c.service->release(id, to, c.who, client,
+                                      vm["unverified"].as<bool>() ? held_release::confirmed : held_release::refuse);
     (r.status == action_status::ok ? out : err) << (r.status == action_status::ok ? "" : "mukai: refused: ")
                                                 << safe(r.message) << "\n";
     return exit_for(r.status);

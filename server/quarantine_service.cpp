@@ -197,8 +197,8 @@ void quarantine_service::write_state(std::string_view id) {
 }
 
 action_result quarantine_service::release(std::string_view id, const std::vector<std::string>& to,
-                                          std::string_view who, std::string_view client) {
-  action_result r = release_item(id, to, who, client);
+                                          std::string_view who, std::string_view client, held_release held) {
+  action_result r = release_item(id, to, who, client, held);
   // The event first: the copy's delivery (logged under the same queue ID) comes after it.
   emit_action_event(on_action_event, "released", id, who, client, r);
   if (r.status == action_status::ok && notify_release) notify_release(r.queue_id);
@@ -206,7 +206,8 @@ action_result quarantine_service::release(std::string_view id, const std::vector
 }
 
 action_result quarantine_service::release_item(std::string_view id, const std::vector<std::string>& to,
-                                               std::string_view who, std::string_view client) {
+                                               std::string_view who, std::string_view client,
+                                               held_release held) {
   const std::lock_guard lock(action_mutex_);
   action_result out;
   const auto refuse = [&](action_status st, std::string why) {
@@ -230,6 +231,12 @@ action_result quarantine_service::release_item(std::string_view id, const std::v
   if (const auto flags = forbidden_flags(*meta, config_.pol); !flags.empty())
     return refuse(action_status::refused, "the policy forbids releasing parts flagged " + join(flags, ", "));
   if (!item->original_stored) return refuse(action_status::refused, "the original message was not stored");
+  const bool unverified = item->verdict == "held" && !config_.pol.release_forbidden.empty();
+  if (unverified && held != held_release::confirmed)
+    return refuse(action_status::refused,
+                  "the message was held whole (" + (item->reasons.empty() ? std::string("no reason recorded") : join(item->reasons, ", ")) +
+                      "): its parts were not inspected, so the policy's release_forbidden cannot be checked; "
+                      "release it only after checking the original yourself, confirming that (--unverified)");
 
   std::vector<std::string> rcpts = to.empty() ? item->rcpt_to : to;
   if (rcpts.empty()) return refuse(action_status::refused, "the item has no envelope recipients; name them with --to");
@@ -261,9 +268,11 @@ action_result quarantine_service::release_item(std::string_view id, const std::v
   out.queue_id = queue_id;
   out.to = rcpts;
   out.message = "released to " + std::to_string(rcpts.size()) + (rcpts.size() == 1 ? " recipient" : " recipients") +
-                " as queue ID " + queue_id;
-  record(id, {unix_now(), std::string(who), "release", "ok", "queue=" + queue_id + " to=" + join(rcpts, ",")}, client,
-         item_status::released);
+                " as queue ID " + queue_id + (unverified ? " (held whole: released unverified, as confirmed)" : "");
+  record(id,
+         {unix_now(), std::string(who), "release", "ok",
+          "queue=" + queue_id + " to=" + join(rcpts, ",") + (unverified ? " unverified=confirmed" : "")},
+         client, item_status::released);
   return out;
 }
 

@@ -7,7 +7,8 @@
 // (or the given) recipients, so that the relay delivers it to the configured next hop with its usual
 // retries and DSNs. A running `mukai serve` picks it up within seconds (notify_release, or its
 // periodic scan of outbound/). Refused when policy.release_forbidden names a flag the item's parts
-// carry, when the original was not stored, or when the item is not held/released.
+// carry, when the item was held whole and the operator did not confirm it (see release()), when the
+// original was not stored, or when the item is not held/released.
 // Delete: removes the item's files and marks it deleted (the index record and history stay).
 // Status and history are also kept in items/<ID>/state.json (replaced atomically after each action),
 // so that rebuild_index restores them; the audit log is the record of last resort.
@@ -42,6 +43,8 @@ class spool;
 class log_event;
 
 enum class action_status { ok, not_found, refused, failed };
+// Whether the operator confirmed releasing an item the engine held whole (see release()).
+enum class held_release { refuse, confirmed };
 
 struct action_result {
   action_status status = action_status::failed;
@@ -78,8 +81,14 @@ class quarantine_service {
 
   // `to` empty = the original recipients. `client` = where the request came from (web: the IP
   // address; CLI: "local"), for the audit log.
+  // An item the engine held whole (verdict "held": encrypted, ambiguous, over a limit, a worker
+  // failure) was never inspected part by part, so policy.release_forbidden cannot be checked on
+  // it: while that list is not empty, such a release is refused unless the operator confirms
+  // that they checked the original themselves (held_release::confirmed: CLI --unverified, the
+  // console's confirmation box, the API's "unverified": true). Fail closed: an executable inside
+  // an encrypted or malformed message must not pass on one click. The confirmation is recorded.
   [[nodiscard]] action_result release(std::string_view id, const std::vector<std::string>& to, std::string_view who,
-                                      std::string_view client);
+                                      std::string_view client, held_release held = held_release::refuse);
   [[nodiscard]] action_result remove(std::string_view id, std::string_view who, std::string_view client);
   [[nodiscard]] purge_result purge(std::chrono::system_clock::time_point now, std::string_view who);
 
@@ -100,7 +109,7 @@ class quarantine_service {
  private:
   // release() and remove() without on_action_event and notify_release (called after the lock).
   action_result release_item(std::string_view id, const std::vector<std::string>& to, std::string_view who,
-                             std::string_view client);
+                             std::string_view client, held_release held);
   action_result remove_item(std::string_view id, std::string_view who, std::string_view client);
   // History in the index (with the new status, if any), the audit log, then state.json.
   void record(std::string_view id, const history_entry& h, std::string_view client, std::optional<item_status> status);

@@ -6,7 +6,8 @@
 #   2. list (table, --json, every filter, paging), show (headers, parts with hashes, the sanitized
 #      text; nothing raw reaches the terminal), stats.
 #   3. release: the spool's outbound/ gets the original byte for byte under a new queue ID; refused
-#      for the executables (policy.release_forbidden); the history and audit.log say who.
+#      for the executables (policy.release_forbidden) and, without --unverified, for a message held
+#      whole (never inspected); the history and audit.log say who.
 #   4. delete, purge with a short retention, rebuild-index after deleting index.sqlite (status and
 #      history kept), exit codes 0/1/2.
 set -uo pipefail
@@ -165,6 +166,23 @@ expect_rc 2 "unknown command" q frobnicate
 expect_rc 2 "bad --status" q list --status lost
 expect_rc 2 "bad config" "$mukai" quarantine list --config "$work/missing.toml"
 
+# A message held whole (encrypted: nothing inside was inspected) needs the operator's --unverified.
+printf '%s\r\n' "From: a@example.com" "To: kikaku@example.lg.jp" "Subject: sealed" "MIME-Version: 1.0" \
+  'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="e"' "" \
+  "--e" "Content-Type: application/pgp-encrypted" "" "Version: 1" \
+  "--e" "Content-Type: application/octet-stream" "" "-----BEGIN PGP MESSAGE-----" "hQEMA1234" \
+  "-----END PGP MESSAGE-----" "--e--" >"$work/sealed.eml"
+expect_rc 0 "sanitize an encrypted message" \
+  "$mukai" sanitize --config "$work/mukai.toml" --quarantine-dir "$work/q" "$work/sealed.eml" -o "$work/sanitized.eml" --report "$work/report.json"
+held_id=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["verdict"] == "held"; print(r["quarantine_id"])' "$work/report.json") ||
+  fail "the encrypted message was not held"
+expect_rc 1 "release of a message held whole without --unverified" q release "$held_id" --to kikaku@example.lg.jp
+check "refusal says it was never inspected" grep -q 'held whole' "$work/err"
+check "refusal names the option" grep -q -- '--unverified' "$work/err"
+expect_rc 0 "release --unverified" q release "$held_id" --to kikaku@example.lg.jp --unverified
+check "the confirmation is in the history" grep -q "\"target\":\"$held_id\",\"result\":\"ok\".*unverified=confirmed" "$work/q/audit.log"
+expect_rc 2 "--unverified on delete is a usage error" q delete "$held_id" --unverified
+
 if [[ $(id -u) == 0 ]]; then
   # root must not leave root-owned files in a quarantine that belongs to the relay's user.
   chown 65534 "$work/q"
@@ -186,8 +204,8 @@ check "deleted listed" test "$(count --status deleted)" == 1
 
 rm -f "$work/q/index.sqlite" "$work/q/index.sqlite-wal" "$work/q/index.sqlite-shm"
 expect_rc 0 "rebuild-index" q rebuild-index
-check "rebuild indexed the 3 remaining items" grep -q '^indexed 3 items$' "$work/out"
-check "rebuilt: released kept" test "$(count --status released)" == 1
+check "rebuild indexed the 4 remaining items" grep -q '^indexed 4 items$' "$work/out"
+check "rebuilt: released kept" test "$(count --status released)" == 2
 check "rebuilt: held" test "$(count --status held)" == 2
 expect_rc 0 "show after rebuild" q show "$pdf_id"
 check "rebuilt: history kept" grep -qE "cli:$(id -un)  release  ok" "$work/out"
@@ -197,11 +215,11 @@ check "nothing purged" grep -q '^purged 0 items' "$work/out"
 sed -i 's/^retention = "30d"/retention = "1s"/' "$work/mukai.toml"
 sleep 2
 expect_rc 0 "purge with 1s retention" q purge
-check "3 purged" grep -q '^purged 3 items' "$work/out"
+check "4 purged" grep -q '^purged 4 items' "$work/out"
 check "items/ empty" test -z "$(ls "$work/q/items")"
-check "expired listed" test "$(count --status expired)" == 3
+check "expired listed" test "$(count --status expired)" == 4
 expect_rc 0 "stats after purge" q stats
-check "stats: expired 3" grep -q 'expired 3)' "$work/out"
+check "stats: expired 4" grep -q 'expired 4)' "$work/out"
 
 if [[ $failures -gt 0 ]]; then
   echo "$failures check(s) failed"

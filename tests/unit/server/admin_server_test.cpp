@@ -23,6 +23,7 @@
 #include "server/admin_cert.hpp"
 #include "server/sanitize_job.hpp"
 #include "server/spool.hpp"
+#include "tests/support/sample_messages.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace mukai;
@@ -381,6 +382,41 @@ TEST_CASE("admin server: JSON API login, list, detail, stats, CSRF header, relea
   CHECK(badto.result() == http::status::bad_request);
   CHECK(c.send(http::verb::post, "/api/v1/logout", "", "", {{"X-CSRF-Token", token}}).result() == http::status::ok);
   CHECK(c.get("/api/v1/stats").result() == http::status::unauthorized);
+}
+
+TEST_CASE("admin server: a message held whole needs the operator's unverified confirmation, form and API") {
+  fixture f;
+  const std::string held = f.quarantine(mukai::test::pgp_encrypted_message("Encrypted 7"));
+  const std::string held2 = f.quarantine(mukai::test::pgp_encrypted_message("Encrypted 8"));
+  client c{f.port};
+  REQUIRE(c.login("yamada", op_password) == 303);
+  auto confirm = c.get("/item/" + held + "/release");
+  CHECK(confirm.result() == http::status::ok);
+  CHECK(confirm.body().find("id=\"unverified-warning\"") != std::string::npos);
+  CHECK(confirm.body().find("name=\"unverified\"") != std::string::npos);
+  CHECK(c.get("/item/" + f.pdf_id + "/release").body().find("name=\"unverified\"") == std::string::npos);
+
+  auto refused = c.post_form("/item/" + held + "/release", "confirm=yes&csrf=" + c.csrf);
+  CHECK(refused.result() == http::status::conflict);
+  CHECK(f.index->get(held)->status == item_status::held);
+  CHECK(f.sp->list(spool_state::outbound)->empty());
+  auto ok = c.post_form("/item/" + held + "/release", "confirm=yes&unverified=yes&csrf=" + c.csrf);
+  CHECK(ok.result() == http::status::ok);
+  CHECK(f.index->get(held)->status == item_status::released);
+  CHECK(f.index->get(held)->history.back().detail.find("unverified=confirmed") != std::string::npos);
+
+  auto login = c.send(http::verb::post, "/api/v1/login", R"({"user":"yamada","password":"op-secret"})", "application/json");
+  REQUIRE(login.result() == http::status::ok);
+  const std::string token(json::parse(login.body()).as_object().at("csrf").as_string());
+  const std::string api = "/api/v1/items/" + held2 + "/release";
+  CHECK(c.send(http::verb::post, api, "{}", "application/json", {{"X-CSRF-Token", token}}).result() ==
+        http::status::conflict);
+  CHECK(c.send(http::verb::post, api, R"({"unverified":"yes"})", "application/json", {{"X-CSRF-Token", token}})
+            .result() == http::status::bad_request);
+  CHECK(f.index->get(held2)->status == item_status::held);
+  auto rel = c.send(http::verb::post, api, R"({"unverified":true})", "application/json", {{"X-CSRF-Token", token}});
+  CHECK(rel.result() == http::status::ok);
+  CHECK(f.index->get(held2)->status == item_status::released);
 }
 
 TEST_CASE("admin server: request limits, TLS only, the generated certificate") {

@@ -14,6 +14,7 @@
 #include "server/log_event.hpp"
 #include "server/sanitize_job.hpp"
 #include "server/spool.hpp"
+#include "tests/support/sample_messages.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace mukai;
@@ -209,6 +210,41 @@ TEST_CASE("release is refused by policy for an executable, for a deleted item an
   REQUIRE(deleted);
   CHECK(deleted->status == item_status::deleted);
   CHECK(deleted->history.back().action == "delete");
+}
+
+// An encrypted message is held whole: the engine never looked inside, so the release policy cannot
+// be checked and the operator has to confirm having checked the original.
+TEST_CASE("a message held whole is released only when the operator confirms it unverified") {
+  fixture f;
+  const std::string id = f.quarantine(mukai::test::pgp_encrypted_message(), default_env);
+  auto item = f.service->get(id);
+  REQUIRE(item);
+  REQUIRE(item->verdict == "held");
+
+  auto r = f.service->release(id, {}, "cli:tester", "local");
+  CHECK(r.status == action_status::refused);
+  CHECK(r.message.find("held whole") != std::string::npos);
+  CHECK(r.message.find("--unverified") != std::string::npos);
+  CHECK(f.sp->list(spool_state::outbound)->empty());
+  item = f.service->get(id);
+  REQUIRE(item);
+  CHECK(item->status == item_status::held);
+
+  r = f.service->release(id, {}, "web:yamada", "192.0.2.7", held_release::confirmed);
+  CHECK(r.status == action_status::ok);
+  CHECK(r.message.find("unverified") != std::string::npos);
+  CHECK(f.sp->list(spool_state::outbound)->size() == 1);
+  item = f.service->get(id);
+  REQUIRE(item);
+  CHECK(item->status == item_status::released);
+  REQUIRE_FALSE(item->history.empty());
+  CHECK(item->history.back().detail.find("unverified=confirmed") != std::string::npos);
+  CHECK(read_file(f.cfg.quarantine.dir / "audit.log").find("unverified=confirmed") != std::string::npos);
+
+  // Without a release policy there is nothing to check: no confirmation needed.
+  const std::string other = f.quarantine(mukai::test::pgp_encrypted_message(), default_env);
+  f.cfg.pol.release_forbidden.clear();
+  CHECK(f.service->release(other, {}, "cli:tester", "local").status == action_status::ok);
 }
 
 TEST_CASE("an item without envelope recipients (mukai sanitize) needs --to") {
