@@ -136,6 +136,22 @@ try {
   check((await p.textContent('span.status')).includes('解放済み'), 'the item is now released');
   check((await p.textContent('table.history')).includes('release'), 'the history records the release');
 
+  // --- a message held whole: the release needs the "checked it myself" box ------------------------
+  await p.goto(`${base}/`);
+  await search(p, env('MUKAI_SEALED_TOKEN'));
+  await navigate(p, () => p.locator('table.items td.subject a').first().click());
+  const sealedId = p.url().split('/item/')[1];
+  await navigate(p, () => p.click('#release'));
+  check(await p.isVisible('#unverified-warning'), 'the confirmation warns that the held message was never inspected');
+  await navigate(p, () => p.click('#confirm'));
+  check((await p.textContent('h1')).includes('拒否'), 'without the box the release is refused');
+  await p.goto(`${base}/item/${sealedId}`);
+  check((await p.textContent('span.status')).includes('保留'), 'the held message is still held');
+  await navigate(p, () => p.click('#release'));
+  await p.check('#unverified');
+  await navigate(p, () => p.click('#confirm'));
+  check((await p.textContent('h1')).includes('完了'), `with the box it is released: ${await p.textContent('p.result')}`);
+
   // --- the hostile message renders as text -------------------------------------------------------
   await p.goto(`${base}/`);
   await search(p, env('MUKAI_HOSTILE_TOKEN'));

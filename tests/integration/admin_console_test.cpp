@@ -21,6 +21,7 @@
 
 #include "tests/integration/mukai_instance.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/sample_messages.hpp"
 #include "tests/support/smtp_send.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -153,18 +154,20 @@ TEST_CASE("web console in headless Chromium: search, detail, release, hostile st
   const std::string hostile = message("<script>alert('subject')</script> <img src=x onerror=alert(1)> " + hostile_token,
                                       "<img src=x onerror=alert(2)><script>alert(3)</script>.pdf",
                                       hostile_token + "@pref.example.jp");
-  for (const auto* m : {&original, &hostile}) {
+  const std::string sealed_token = "sealed" + token;
+  const std::string sealed = mukai::test::pgp_encrypted_message(sealed_token);  // held whole
+  for (const auto* m : {&original, &hostile, &sealed}) {
     const auto r = smtp_send("127.0.0.1", mukai.port(), "notice@pref.example.jp", {"kikaku@example.lg.jp"}, *m);
     REQUIRE_MESSAGE(r.ok, r.last_reply << r.error);
   }
-  // Both sanitized copies delivered: their quarantine records were written before.
-  REQUIRE_MESSAGE(wait_for([&] { return maildir_messages(outbox).size() >= 2; }, 60s), mukai.log_text());
+  // Both sanitized copies and the hold notice delivered: their quarantine records were written before.
+  REQUIRE_MESSAGE(wait_for([&] { return maildir_messages(outbox).size() >= 3; }, 60s), mukai.log_text());
 
   const auto r = run_command({node.string(), (browser_dir / "console_test.mjs").string()}, 300s,
                              {"MUKAI_URL=https://127.0.0.1:" + std::to_string(admin_port),
                               "MUKAI_OPERATOR=yamada", "MUKAI_OPERATOR_PASSWORD=" + op_pw, "MUKAI_VIEWER=sato",
                               "MUKAI_VIEWER_PASSWORD=" + viewer_pw, "MUKAI_PDF_TOKEN=" + pdf_token,
-                              "MUKAI_HOSTILE_TOKEN=" + hostile_token,
+                              "MUKAI_HOSTILE_TOKEN=" + hostile_token, "MUKAI_SEALED_TOKEN=" + sealed_token,
                               "MUKAI_SCREENSHOT_DIR=" + fs::current_path().string(), "CHROMIUM=" + chromium.string()});
   MESSAGE("browser test output:\n" << r.output);
   REQUIRE_MESSAGE(r.exit_code == 0, "the browser checks failed; mukai log:\n" << mukai.log_text());
@@ -189,6 +192,8 @@ TEST_CASE("web console in headless Chromium: search, detail, release, hostile st
   CHECK(audit_has(audit, {"\"web:yamada\"", "\"login\"", "\"ok\"", "\"127.0.0.1\""}));
   CHECK(audit_has(audit, {"\"web:yamada\"", "\"login\"", "\"failed\""}));  // the wrong password first
   CHECK(audit_has(audit, {"\"web:yamada\"", "\"release\"", "\"ok\""}));
+  CHECK(audit_has(audit, {"\"web:yamada\"", "\"release\"", "\"refused\"", "held whole"}));
+  CHECK(audit_has(audit, {"\"web:yamada\"", "\"release\"", "\"ok\"", "unverified=confirmed"}));
   CHECK(audit_has(audit, {"\"web:yamada\"", "\"csrf\"", "\"denied\""}));   // the POST without token
   CHECK(audit_has(audit, {"\"web:sato\"", "\"release\"", "\"denied\""}));  // the viewer's forced POST
   CHECK(audit_has(audit, {"\"web:sato\"", "\"logout\"", "\"ok\""}));
