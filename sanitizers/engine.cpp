@@ -170,8 +170,6 @@ class message_sanitizer {
  public:
   message_sanitizer(std::string_view raw, const config::policy& pol, const request& req)
       : raw_(raw), pol_(pol), req_(req), deadline_(steady::now() + pol.limit.max_processing_time) {
-    // Each block becomes a removed part: as many per text part as a message may have parts.
-    yenc_limits_.max_blocks = static_cast<std::size_t>(std::max(pol.limit.max_parts, 1));
     yenc_limits_.max_size = pol.limit.max_message_size;
   }
 
@@ -676,7 +674,11 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
   if (is_plain) {
     // 8-bit yEnc is cut from the bytes before anything reads them as text (yenc_blocks.hpp): only
     // the bytes around the blocks are tested for "binary declared as text" and charset-decoded.
-    std::vector<yenc_block> yenc = find_yenc_blocks(bytes, yenc_limits_);
+    // Every block becomes a removed part: a message gets at most max_parts of them, all parts
+    // together; past that, the rest of the part from the next =ybegin goes as one block.
+    yenc_limits limits = yenc_limits_;
+    limits.max_blocks = static_cast<std::size_t>(std::max(pol_.limit.max_parts - blob_count_, 0));
+    std::vector<yenc_block> yenc = find_yenc_blocks(bytes, limits);
     std::string outside;
     if (!yenc.empty()) {
       for (const std::string_view segment : yenc_text_segments(bytes, yenc)) outside += segment;

@@ -6,6 +6,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <charconv>
 #include <optional>
 
@@ -26,6 +27,10 @@ std::string_view rtrim(std::string_view v) noexcept {
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   return v;
 }
+
+// `v` without its first n bytes; empty if it is shorter. Why: a keyword line is trimmed before it
+// is parsed, so "=ybegin " followed by white space only is shorter than its own keyword.
+std::string_view after(std::string_view v, std::size_t n) noexcept { return v.substr(std::min(n, v.size())); }
 
 bool at_line_start(std::string_view s, std::size_t pos) noexcept {
   return pos == 0 || s[pos - 1] == '\n' || s[pos - 1] == '\r';
@@ -121,7 +126,7 @@ class block_reader {
       pos = l.next;
       if (is_end_line(v)) {
         terminated = true;
-        check_trailer(parse_keywords(rtrim(v).substr(end_keyword.size())));
+        check_trailer(parse_keywords(after(rtrim(v), end_keyword.size())));
         break;
       }
       // Data lines are not trimmed: a trailing space or TAB is data (bytes 0xF6, 0xDF).
@@ -142,7 +147,7 @@ class block_reader {
 
   // name= is the last keyword and runs to the end of the line: it may contain spaces and '='.
   void read_header(std::string_view h) {
-    std::string_view words = h.substr(begin_keyword.size());
+    const std::string_view words = after(h, begin_keyword.size());
     std::size_t name_at = starts_with(words, "name=") ? 0 : words.find(" name=");
     if (name_at != std::string_view::npos && name_at > 0) ++name_at;  // at "name="
     if (name_at == std::string_view::npos) {
@@ -163,7 +168,7 @@ class block_reader {
   }
 
   void read_ypart(std::string_view v) {
-    const keywords k = parse_keywords(v.substr(part_keyword.size()));
+    const keywords k = parse_keywords(after(v, part_keyword.size()));
     if (!k.ok || !k.begin || !k.end || *k.begin == 0 || *k.end < *k.begin || (head_.size && *k.end > *head_.size)) {
       fail("bad-ypart");
       return;

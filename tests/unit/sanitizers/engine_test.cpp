@@ -1268,6 +1268,29 @@ TEST_CASE("yEnc damaged or unterminated: removed with its raw bytes, the text be
   }
 }
 
+TEST_CASE("yEnc blocks per message are bounded by max_parts: the rest of the text goes as one block") {
+  cfg::policy pol;
+  pol.limit.max_parts = 3;  // 3 blocks decoded, then the rest of the text is block 1#4
+  std::string body;
+  std::vector<std::string> payloads;
+  for (unsigned i = 0; i < 5; ++i) {
+    payloads.push_back(pseudo_random_bytes(200, 80 + i));
+    body += "text " + std::to_string(i) + "\n" + yencode("f" + std::to_string(i) + ".bin", payloads.back());
+  }
+  body += "the end\n";
+  RUN(o, simple_message("", body, "text/plain; charset=ISO-8859-1"), pol, payloads);
+  CHECK(o.res.rep.result == verdict::sanitized);
+  for (unsigned i = 0; i < 4; ++i) REQUIRE(o.part("1#" + std::to_string(i + 1)) != nullptr);
+  CHECK(o.part("1#5") == nullptr);
+  CHECK(o.quarantined("1#1")->bytes == payloads[0]);
+  CHECK(o.quarantined("1#4")->bytes.find("f3.bin") != std::string::npos);  // raw: blocks 4 and 5
+  CHECK(o.quarantined("1#4")->bytes.find("f4.bin") != std::string::npos);
+  CHECK(has(o.res.rep.warnings, "1:yenc-damaged:too-many-blocks"));
+  CHECK(contains(o.text, "text 3"));
+  CHECK(!contains(o.text, "text 4"));
+  CHECK(!contains(o.text, "the end"));
+}
+
 TEST_CASE("yEnc inside a quoted-printable or base64 text part: cut from the transfer-decoded bytes") {
   const std::string payload = pseudo_random_bytes(600, 61);
   const std::string body = "Text before.\n" + yencode("data.bin", payload) + "Text after.\n";

@@ -320,6 +320,12 @@ TEST_CASE("yEnc fails closed: a damaged block is still cut, with its raw bytes")
     CHECK(only("=ybegin line=128 size=2 name=a\nkk\n=yend size=2 crc32=xyz\n").problem == "bad-trailer");
     CHECK(only("=ybegin line=128 size=2 name=a\nkk\n=yend size=2\n").problem == "");               // crc optional
   }
+  SUBCASE("keyword lines with nothing after the keyword (fuzz_text_blobs/yenc-blank-keyword-line)") {
+    CHECK(only("=ybegin \nkk\n=yend size=2\n").problem == "bad-header");
+    CHECK(only("=ybegin  \t \nkk\n=yend size=2\n").problem == "bad-header");
+    CHECK(only("=ybegin line=128 size=2 part=1 name=a\n=ypart  \nkk\n=yend size=2\n").problem == "bad-ypart");
+    CHECK(only("=ybegin line=128 size=2 name=a\nkk\n=yend \t\n").problem == "bad-trailer");
+  }
   SUBCASE("name= runs to the end of the line and may hold spaces and '='") {
     const auto b = only("=ybegin line=128 size=2 name=my file=1 size=9.txt  \nkk\n=yend size=2\n");
     CHECK(b.problem == "");
