@@ -10,6 +10,7 @@
 #include "sanitizers/engine.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -30,6 +31,7 @@
 #include "sanitizers/text_blobs.hpp"
 #include "sanitizers/text_clean.hpp"
 #include "sanitizers/text_links.hpp"
+#include "sanitizers/yenc_blocks.hpp"
 
 namespace mukai::sanitize {
 
@@ -167,7 +169,9 @@ message_headers summarize_headers(const header_fields& f) {
 class message_sanitizer {
  public:
   message_sanitizer(std::string_view raw, const config::policy& pol, const request& req)
-      : raw_(raw), pol_(pol), req_(req), deadline_(steady::now() + pol.limit.max_processing_time) {}
+      : raw_(raw), pol_(pol), req_(req), deadline_(steady::now() + pol.limit.max_processing_time) {
+    yenc_limits_.max_size = pol.limit.max_message_size;
+  }
 
   result run();
 
@@ -200,7 +204,14 @@ class message_sanitizer {
   void walk_multipart(GMimeMultipart* mp, const std::string& path, int depth, sink& out, walk_mode mode);
   void walk_message_part(GMimeMessagePart* mp, const std::string& path, int depth, sink& out, walk_mode mode);
   void leaf(GMimePart* part, const std::string& path, sink& out, walk_mode mode, bool related_child);
-  void show_text(const std::string& path, std::string text, std::string_view label, sink& out);
+  // `pre_cut`: blocks already cut from the part's bytes (yEnc), block i standing in `text` as
+  // "[[mukai-yenc:i]]"; they are numbered and listed with the blobs cut_encoded_blobs finds.
+  void show_text(const std::string& path, std::string text, std::string_view label, sink& out,
+                 std::vector<text_blob> pre_cut = {});
+  std::string plain_text(std::string_view utf8, const part_info& info) const;
+  std::string plain_text_around_yenc(const std::string& path, std::string_view bytes, std::string_view charset,
+                                     const part_info& info, std::vector<yenc_block>& blocks,
+                                     std::vector<text_blob>& cut);
   void remove_part(part_report pr, std::string bytes, std::string_view name_alt, std::string_view base_reason);
   int choose_alternative(GMimeMultipart* mp);
   // A part's decoded content, decoded at most once per message (the alternative choice looks at
@@ -228,6 +239,7 @@ class message_sanitizer {
   std::vector<std::pair<gint64, GMimeObject*>> offsets_;
   int part_count_ = 0;
   int blob_count_ = 0;
+  yenc_limits yenc_limits_;
   std::string header_charset_hint_;
   notice_summary summary_;
   parser_options_ptr parser_options_;
@@ -457,7 +469,44 @@ void message_sanitizer::walk_message_part(GMimeMessagePart* mp, const std::strin
   append_output_checked(out, std::move(block));
 }
 
-void message_sanitizer::show_text(const std::string& path, std::string text, std::string_view label, sink& out) {
+std::string message_sanitizer::plain_text(std::string_view utf8, const part_info& info) const {
+  std::string text = clean_text(utf8);
+  if (info.format_flowed) text = unflow_text(text, info.delsp);
+  return text;
+}
+
+// The text of a plain part whose yEnc blocks were cut from its bytes: each stretch between blocks
+// decoded on its own (a stateful charset such as ISO-2022-JP starts afresh after a block, as it did
+// at the line start before it; the yEnc bytes never reach the decoder), in the charset the text
+// around the blocks as a whole decoded in, and block i replaced by "[[mukai-yenc:i]]". Literal
+// markers in the text are neutralised after cleaning and unflowing, which could otherwise join one
+// together. Moves each block into `cut` as a text_blob for show_text.
+std::string message_sanitizer::plain_text_around_yenc(const std::string& path, std::string_view bytes,
+                                                      std::string_view charset, const part_info& info,
+                                                      std::vector<yenc_block>& blocks, std::vector<text_blob>& cut) {
+  const std::vector<std::string_view> segments = yenc_text_segments(bytes, blocks);
+  std::string text;
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    if (!segments[i].empty()) {
+      // Warnings were given for the whole text already.
+      append_neutralised(text, plain_text(decode_to_utf8(segments[i], charset, header_charset_hint_).utf8, info),
+                         yenc_marker_prefix);
+    }
+    if (i == blocks.size()) break;
+    yenc_block& b = blocks[i];
+    text += yenc_marker_prefix;
+    text += std::to_string(i);
+    text += "]]";
+    if (!b.problem.empty()) warn(path + ":yenc-damaged:" + b.problem);
+    // The name's bytes are in the text's charset; the report and the notice need UTF-8.
+    std::string name = b.filename.empty() ? std::string() : clean_text(decode_to_utf8(b.filename, charset).utf8);
+    cut.push_back(text_blob{b.begin, b.end, "yenc", std::move(name), std::move(b.bytes)});
+  }
+  return text;
+}
+
+void message_sanitizer::show_text(const std::string& path, std::string text, std::string_view label, sink& out,
+                                  std::vector<text_blob> pre_cut) {
   // Encoded payloads (uuencode, yEnc, BinHex, base64 runs, PGP armour) are cut out of text and
   // handled like attachments: a text body must not carry a decodable file past the relay.
   // Both steps work in place: a body without blobs and URLs (most of them) is not copied.
@@ -466,32 +515,56 @@ void message_sanitizer::show_text(const std::string& path, std::string text, std
   apply_link_policy_in_place(text, pol_, links);
   summary_.links_defanged += links.defanged;
   summary_.links_removed += links.removed;
-  if (!blobs.empty()) {
-    // One pass over the text: the placeholders stand in index order (links never span lines, and
-    // a literal placeholder was neutralised), so each is looked for after the previous one. Why
-    // not search from the start for each: that is quadratic in the number of blobs, and it would
-    // find a placeholder spelled inside an earlier blob's file name instead of the real one.
+  if (!blobs.empty() || !pre_cut.empty()) {
+    // One pass over the text: the placeholders of each kind stand in index order (links never span
+    // lines, and literal placeholders were neutralised), so each is looked for after the previous
+    // one, and the two kinds are merged by position: parts are numbered in the order the reader
+    // meets them. Why not search from the start for each: that is quadratic in the number of blobs,
+    // and it would find a placeholder spelled inside an earlier blob's file name instead of the real
+    // one. A placeholder not found (a later pass swallowed it) still has its block removed.
+    struct marker_list {
+      std::string_view prefix;
+      std::vector<text_blob>& blobs;
+      std::size_t next = 0;
+      bool looked = false;                 // `at` and `marker_size` are for blobs[next]
+      std::size_t at = std::string::npos;  // where blobs[next]'s placeholder is
+      std::size_t marker_size = 0;
+    };
+    std::array<marker_list, 2> lists{marker_list{yenc_marker_prefix, pre_cut}, marker_list{blob_marker_prefix, blobs}};
     const bool ja = pol_.notice_language == config::language::ja;
     std::string shown;
-    shown.reserve(text.size() + blobs.size() * 64);
+    shown.reserve(text.size() + (blobs.size() + pre_cut.size()) * 64);
     std::size_t copied = 0;
-    for (std::size_t i = 0; i < blobs.size(); ++i) {
-      auto& blob = blobs[i];
+    const auto take = [&](marker_list& list) {
+      auto& blob = list.blobs[list.next];
       part_report pr;
       pr.path = path + "#" + std::to_string(++blob_count_);
       pr.declared_type = "text/x-" + blob.kind;
       pr.filename = blob.filename;
-      std::string marker = "[[mukai-blob:" + std::to_string(i) + "]]";
-      std::string replacement =
-          ja ? "[本文中の符号化データ (" + blob.kind +
-                   ") を削除しました: " + display_safe(blob.filename, 80) + "]"
-             : "[encoded data (" + blob.kind + ") removed: " + display_safe(blob.filename, 80) + "]";
-      if (auto at = text.find(marker, copied); at != std::string::npos) {
-        shown.append(text, copied, at - copied);
-        shown += replacement;
-        copied = at + marker.size();
+      if (list.at != std::string::npos) {
+        shown.append(text, copied, list.at - copied);
+        shown += ja ? "[本文中の符号化データ (" + blob.kind + ") を削除しました: " + display_safe(blob.filename, 80) + "]"
+                    : "[encoded data (" + blob.kind + ") removed: " + display_safe(blob.filename, 80) + "]";
+        copied = list.at + list.marker_size;
       }
       remove_part(std::move(pr), std::move(blob.decoded), {}, "encoded-block");
+      ++list.next;
+      list.looked = false;
+    };
+    for (;;) {
+      marker_list* first = nullptr;
+      for (auto& list : lists) {
+        while (list.next < list.blobs.size() && !list.looked) {
+          const std::string marker = std::string(list.prefix) + std::to_string(list.next) + "]]";
+          list.at = text.find(marker, copied);
+          list.marker_size = marker.size();
+          list.looked = list.at != std::string::npos;
+          if (!list.looked) take(list);  // not in the text: removed all the same
+        }
+        if (list.next < list.blobs.size() && (!first || list.at < first->at)) first = &list;
+      }
+      if (!first) break;
+      take(*first);
     }
     shown.append(text, copied);
     text = std::move(shown);
@@ -599,7 +672,19 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
   }
 
   if (is_plain) {
-    std::string detected = detect_declared_text_type(std::string_view(bytes).substr(0, text_detection_window));
+    // 8-bit yEnc is cut from the bytes before anything reads them as text (yenc_blocks.hpp): only
+    // the bytes around the blocks are tested for "binary declared as text" and charset-decoded.
+    // Every block becomes a removed part: a message gets at most max_parts of them, all parts
+    // together; past that, the rest of the part from the next =ybegin goes as one block.
+    yenc_limits limits = yenc_limits_;
+    limits.max_blocks = static_cast<std::size_t>(std::max(pol_.limit.max_parts - blob_count_, 0));
+    std::vector<yenc_block> yenc = find_yenc_blocks(bytes, limits);
+    std::string outside;
+    if (!yenc.empty()) {
+      for (const std::string_view segment : yenc_text_segments(bytes, yenc)) outside += segment;
+    }
+    const std::string_view text_bytes = yenc.empty() ? std::string_view(bytes) : std::string_view(outside);
+    std::string detected = detect_declared_text_type(text_bytes.substr(0, text_detection_window));
     if (!is_text_compatible_detection(detected)) {
       remove_part(std::move(pr), std::move(bytes), info.name_param, "binary-as-text");
       return;
@@ -608,15 +693,17 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
       remove_part(std::move(pr), std::move(bytes), info.name_param, "attachment");
       return;
     }
-    decoded_text dec = decode_to_utf8(bytes, info.charset, header_charset_hint_);
+    decoded_text dec = decode_to_utf8(text_bytes, info.charset, header_charset_hint_);
+    std::string().swap(outside);
     for (auto& w : dec.warnings) warn(path + ":" + w);
     if (dec.detected) summary_.charset_guessed = true;
     if (junk_ratio(dec.utf8) > 0.02) {
       remove_part(std::move(pr), std::move(bytes), info.name_param, "binary-as-text");
       return;
     }
-    std::string text = clean_text(dec.utf8);
-    if (info.format_flowed) text = unflow_text(text, info.delsp);
+    std::vector<text_blob> yenc_blobs;
+    std::string text = yenc.empty() ? plain_text(dec.utf8, info)
+                                    : plain_text_around_yenc(path, bytes, dec.charset, info, yenc, yenc_blobs);
     pr.detected_type = detected;
     pr.size = bytes.size();
     pr.sha256 = sha256_hex(bytes);
@@ -630,7 +717,7 @@ void message_sanitizer::leaf(GMimePart* part, const std::string& path, sink& out
     if (info.is_attachment)
       label = pol_.notice_language == config::language::ja ? "[添付テキスト: " + display_safe(info.filename, 120) + "]"
                                                            : "[attached text: " + display_safe(info.filename, 120) + "]";
-    show_text(path, std::move(text), label, out);
+    show_text(path, std::move(text), label, out, std::move(yenc_blobs));
     return;
   }
 

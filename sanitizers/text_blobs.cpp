@@ -11,51 +11,19 @@
 #include <cstring>
 #include <optional>
 
+#include "sanitizers/text_lines.hpp"
+#include "sanitizers/yenc_blocks.hpp"
+
 namespace mukai::sanitize {
 namespace {
 
-constexpr std::string_view placeholder_prefix = "[[mukai-blob:";
+constexpr std::string_view placeholder_prefix = blob_marker_prefix;
 // BinHex run-length coding expands up to ~95x; anything bigger than this is stored raw.
 constexpr std::size_t max_binhex_output = 64ull * 1024 * 1024;
 constexpr std::size_t min_base64_width = 40;
 constexpr std::size_t min_base64_lines = 4;
 
-struct line_view {
-  std::size_t begin = 0;  // first byte
-  std::size_t end = 0;    // one past the last content byte (terminator excluded)
-  std::size_t next = 0;   // first byte of the following line (== size at the end)
-};
-
-// The line starting at `pos`. Why memchr in windows: find_first_of("\r\n") calls memchr on the
-// two-byte set once per text byte (a third of cut_encoded_blobs' time). Two memchr calls per window
-// (LF, then CR before it) are vectorised; the window keeps the work per line proportional to the
-// line's length even in text without LF, where a search for LF alone would run to the end of the
-// text from every line.
-line_view line_at(std::string_view s, std::size_t pos) noexcept {
-  constexpr std::size_t window = 512;
-  const char* const data = s.data();
-  for (std::size_t from = pos; from < s.size();) {
-    const std::size_t n = std::min(window, s.size() - from);
-    const auto* lf = static_cast<const char*>(std::memchr(data + from, '\n', n));
-    const std::size_t lf_len = lf ? static_cast<std::size_t>(lf - (data + from)) : n;
-    const auto* cr = static_cast<const char*>(std::memchr(data + from, '\r', lf_len));
-    if (cr) {
-      const std::size_t k = static_cast<std::size_t>(cr - data);
-      if (k + 1 < s.size() && s[k + 1] == '\n') return {pos, k, k + 2};
-      return {pos, k, k + 1};
-    }
-    if (lf) {
-      const std::size_t k = static_cast<std::size_t>(lf - data);
-      return {pos, k, k + 1};
-    }
-    from += n;
-  }
-  return {pos, s.size(), s.size()};
-}
-
-std::string_view content(std::string_view s, const line_view& l) noexcept {
-  return s.substr(l.begin, l.end - l.begin);
-}
+std::string_view content(std::string_view s, const line_view& l) noexcept { return line_content(s, l); }
 
 std::string_view rtrim(std::string_view v) noexcept {
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
@@ -382,15 +350,7 @@ std::optional<claim> try_yenc(std::string_view s, const line_view& header) {
     last = l;
     pos = l.next;
     if (starts_with(v, "=ypart ")) continue;
-    // Critical characters are escaped as '=' + (c + 64); everything is offset by 42.
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      auto c = static_cast<unsigned char>(v[i]);
-      if (c == '=') {
-        if (++i == v.size()) break;
-        c = static_cast<unsigned char>(static_cast<unsigned char>(v[i]) - 64);
-      }
-      decoded.push_back(static_cast<char>(static_cast<unsigned char>(c - 42)));
-    }
+    decode_yenc_line(v, decoded);
   }
   return claim{last, "yenc", std::move(name), std::move(decoded)};
 }
@@ -596,17 +556,6 @@ std::optional<claim> try_armour(std::string_view s, const line_view& header) {
   return claim{last, "base64", "", std::move(decoded)};
 }
 
-void append_neutralised(std::string& out, std::string_view segment) {
-  for (auto hit = segment.find(placeholder_prefix); hit != std::string_view::npos;
-       hit = segment.find(placeholder_prefix)) {
-    out.append(segment.substr(0, hit));
-    out.append("[ ");
-    out.append(placeholder_prefix.substr(1));
-    segment.remove_prefix(hit + placeholder_prefix.size());
-  }
-  out.append(segment);
-}
-
 // The blobs in `s`, in order (see cut_encoded_blobs).
 std::vector<text_blob> find_blobs(std::string_view s) {
   std::vector<text_blob> blobs;
@@ -670,17 +619,27 @@ std::string replace_blobs(std::string_view s, const std::vector<text_blob>& blob
   text.reserve(s.size() + blobs.size() * 24);
   std::size_t copied = 0;
   for (std::size_t i = 0; i < blobs.size(); ++i) {
-    append_neutralised(text, s.substr(copied, blobs[i].begin - copied));
+    append_neutralised(text, s.substr(copied, blobs[i].begin - copied), placeholder_prefix);
     text += placeholder_prefix;
     text += std::to_string(i);
     text += "]]";
     copied = blobs[i].end;
   }
-  append_neutralised(text, s.substr(copied));
+  append_neutralised(text, s.substr(copied), placeholder_prefix);
   return text;
 }
 
 }  // namespace
+
+void append_neutralised(std::string& out, std::string_view segment, std::string_view prefix) {
+  for (auto hit = segment.find(prefix); hit != std::string_view::npos; hit = segment.find(prefix)) {
+    out.append(segment.substr(0, hit));
+    out.append("[ ");
+    out.append(prefix.substr(1));
+    segment.remove_prefix(hit + prefix.size());
+  }
+  out.append(segment);
+}
 
 blob_split cut_encoded_blobs(std::string_view s) {
   blob_split result;

@@ -15,6 +15,13 @@
 
 namespace mukai::sanitize {
 
+// The placeholders a text stands in for cut-out blocks with: "[[mukai-blob:N]]" for the blobs
+// cut_encoded_blobs cuts, "[[mukai-yenc:N]]" for the yEnc blocks the engine cuts from a part's bytes
+// before charset decoding (yenc_blocks.hpp). Two prefixes, so that the second pass (this one) can
+// neutralise literal "[[mukai-blob:" in the text without touching the first pass's placeholders.
+inline constexpr std::string_view blob_marker_prefix = "[[mukai-blob:";
+inline constexpr std::string_view yenc_marker_prefix = "[[mukai-yenc:";
+
 struct text_blob {
   // Byte range in the input: from the start of the blob's first line to the end of its last
   // line's content (the last line's CR/LF stays in the text, after the placeholder).
@@ -44,6 +51,9 @@ struct blob_split {
 //            "begin-base64 NNN name" ... "====" (uuencode -m) is kind "uuencode" too.
 //  yenc      "=ybegin ... name=..." [=ypart ...] data "=yend ...". Without "=yend" the blob runs
 //            to the next "=ybegin" or the end of the text (the data can look like anything).
+//            Not verified (no size or CRC check): in text/plain parts the engine cuts yEnc from
+//            the raw bytes first (yenc_blocks.hpp, exact and verified), so this one only sees
+//            yEnc that appears after charset decoding or HTML conversion.
 //  binhex    "(This file must be converted with BinHex ..." then ':' data ':' .
 //  pgp       "-----BEGIN PGP MESSAGE|SIGNATURE|PUBLIC KEY BLOCK|...-----", "-----BEGIN PKCS7-----",
 //            "-----BEGIN CMS-----" .. matching END line. "PGP SIGNED MESSAGE" (clear-signed text)
@@ -59,5 +69,9 @@ struct blob_split {
 // The same, with `utf8_text` replaced by blob_split::text in place. Why: nearly every text body has
 // no blob and no literal placeholder, and is then left as it is instead of being copied.
 [[nodiscard]] std::vector<text_blob> cut_encoded_blobs_in_place(std::string& utf8_text);
+
+// Appends `segment` to `out` with every literal `prefix` in it written as "[ " + prefix without its
+// first '[', so that afterwards only the caller's own placeholders spell `prefix`.
+void append_neutralised(std::string& out, std::string_view segment, std::string_view prefix);
 
 }  // namespace mukai::sanitize

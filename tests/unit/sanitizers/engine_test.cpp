@@ -1137,8 +1137,7 @@ TEST_CASE("encoded blocks: a file name that spells a placeholder does not move t
 // Real yEnc is 8-bit: every byte value is written raw except NUL, LF, CR and '=' (and TAB/space/'.'
 // at a line start). Issue 2: "uuencode/yEnc/BinHex blocks inside text bodies are cut out and
 // treated as attachments": the text around it stays, the quarantine holds the decoded file.
-TEST_CASE("yEnc with 8-bit data in a text body: cut out with its exact bytes, the text kept" *
-          doctest::may_fail()) {
+TEST_CASE("yEnc with 8-bit data in a text body: cut out with its exact bytes, the text kept") {
   const std::string payload = pseudo_random_bytes(700, 11);
   std::string body = "Posting follows.\n" + yencode("data.bin", payload) + "End of post.\n";
   // The same with no control character (C0, DEL, C1) in the encoded text: isolates the cutting
@@ -1176,6 +1175,170 @@ TEST_CASE("yEnc with 8-bit data in a text body: cut out with its exact bytes, th
       }
     }
   }
+}
+
+// yEnc is cut from the part's bytes before charset decoding (sanitizers/yenc_blocks.hpp): Japanese
+// text around a block decodes as if the block had never been there, in stateful ISO-2022-JP too.
+TEST_CASE("yEnc in a Japanese text body: the Japanese text around it decodes, the block is exact") {
+  const std::string payload = pseudo_random_bytes(900, 31);
+  SUBCASE("ISO-2022-JP") {
+    // The yEnc data holds ESC bytes (from 0xF1) that would switch a decoder's mode.
+    const std::string with_esc = payload + std::string(40, '\xF1');
+    const std::string body = "\x1b$B$3$s$K$A$O\x1b(B\n" + yencode("jis.bin", with_esc) + "\x1b$B$h$m$7$/\x1b(B\n";
+    RUN(o, simple_message("", body, "text/plain; charset=ISO-2022-JP"), {}, {with_esc});
+    CHECK(contains(o.text, "こんにちは"));
+    CHECK(contains(o.text, "よろしく"));
+    CHECK(!contains(o.text, "\xEF\xBF\xBD"));  // no U+FFFD: nothing of the block reached the decoder
+    REQUIRE(o.quarantined("1#1") != nullptr);
+    CHECK(o.quarantined("1#1")->bytes == with_esc);
+    CHECK(o.part("1#1")->filename == "jis.bin");
+    CHECK(o.part("1")->action == part_action::kept_as_text);
+  }
+  SUBCASE("Shift_JIS, file name in Shift_JIS") {
+    const std::string body = "\x82\xb1\x82\xf1\x82\xc9\x82\xbf\x82\xcd\n" +
+                             yencode("\x83\x65\x83\x58\x83\x67.bin", payload) + "\x83\x65\x83\x58\x83\x67\n";
+    RUN(o, simple_message("", body, "text/plain; charset=Shift_JIS"), {}, {payload});
+    CHECK(contains(o.text, "こんにちは"));
+    CHECK(contains(o.text, "テスト\n"));
+    REQUIRE(o.quarantined("1#1") != nullptr);
+    CHECK(o.quarantined("1#1")->bytes == payload);
+    CHECK(o.part("1#1")->filename == "テスト.bin");
+    CHECK(contains(o.text, "テスト.bin"));  // the notice where the block was names the file
+  }
+}
+
+TEST_CASE("yEnc and text-level blobs in one body: numbered in reading order, counted once") {
+  const std::string a = pseudo_random_bytes(500, 41), b = pseudo_random_bytes(600, 42), c = pseudo_random_bytes(700, 43);
+  const std::string body = "first\n" + yencode("a.bin", a) + "second\n" + uuencode("b.bin", b) + "third\n" +
+                           yencode("c.bin", c) + "fourth [[mukai-yenc:0]] [[mukai-blob:0]]\n";
+  RUN(o, simple_message("", body, "text/plain; charset=ISO-8859-1"), {}, {a, b, c});
+  REQUIRE(o.part("1#1") != nullptr);
+  REQUIRE(o.part("1#2") != nullptr);
+  REQUIRE(o.part("1#3") != nullptr);
+  CHECK(o.part("1#4") == nullptr);
+  CHECK(o.part("1#1")->filename == "a.bin");
+  CHECK(o.part("1#2")->filename == "b.bin");
+  CHECK(o.part("1#3")->filename == "c.bin");
+  CHECK(o.part("1#1")->declared_type == "text/x-yenc");
+  CHECK(o.part("1#2")->declared_type == "text/x-uuencode");
+  REQUIRE(o.quarantined("1#1") != nullptr);
+  REQUIRE(o.quarantined("1#3") != nullptr);
+  CHECK(o.quarantined("1#1")->bytes == a);
+  CHECK(o.quarantined("1#2")->bytes == b);
+  CHECK(o.quarantined("1#3")->bytes == c);
+  CHECK(contains(o.sanitized_header(), "encoded-blocks-removed=3"));
+  // The notices stand where the blocks were, in order; the literal placeholders stay literal text.
+  const auto first = o.text.find("first"), na = o.text.find("a.bin"), second = o.text.find("second"),
+             nb = o.text.find("b.bin"), third = o.text.find("third"), nc = o.text.find("c.bin"),
+             fourth = o.text.find("fourth");
+  REQUIRE(fourth != std::string::npos);
+  CHECK(first < na);
+  CHECK(na < second);
+  CHECK(second < nb);
+  CHECK(nb < third);
+  CHECK(third < nc);
+  CHECK(nc < fourth);
+  CHECK(contains(o.text, "fourth [ [mukai-yenc:0]] [ [mukai-blob:0]]"));
+  for (const char* name : {"a.bin", "b.bin", "c.bin"}) CHECK(contains(o.notice, name));
+}
+
+TEST_CASE("yEnc damaged or unterminated: removed with its raw bytes, the text before it kept") {
+  const std::string payload = pseudo_random_bytes(800, 51);
+  const std::string good = yencode("data.bin", payload);
+  SUBCASE("size mismatch") {
+    std::string bad = good;
+    bad.replace(bad.rfind("size="), 5 + std::to_string(payload.size()).size(), "size=1");
+    const std::string body = "Before.\n" + bad + "After.\n";
+    RUN(o, simple_message("", body, "text/plain; charset=ISO-8859-1"), {}, {payload});
+    CHECK(contains(o.text, "Before."));
+    CHECK(contains(o.text, "After."));
+    REQUIRE(o.quarantined("1#1") != nullptr);
+    // The raw block as the part carried it (simple_message writes CRLF), its last line break outside.
+    CHECK(o.quarantined("1#1")->bytes == crlf(bad.substr(0, bad.size() - 1)));
+    CHECK(has(o.res.rep.warnings, "1:yenc-damaged:size-mismatch"));
+  }
+  SUBCASE("no =yend: everything after =ybegin is removed") {
+    const std::string body = "Before.\n" + good.substr(0, good.find("=yend")) + "After.\n";
+    RUN(o, simple_message("", body, "text/plain; charset=UTF-8"), {}, {payload});
+    CHECK(contains(o.text, "Before."));
+    CHECK(!contains(o.text, "After."));
+    REQUIRE(o.part("1#1") != nullptr);
+    CHECK(o.part("1#1")->action == part_action::quarantined);
+    CHECK(has(o.res.rep.warnings, "1:yenc-damaged:no-yend"));
+  }
+}
+
+TEST_CASE("yEnc blocks per message are bounded by max_parts: the rest of the text goes as one block") {
+  cfg::policy pol;
+  pol.limit.max_parts = 3;  // 3 blocks decoded, then the rest of the text is block 1#4
+  std::string body;
+  std::vector<std::string> payloads;
+  for (unsigned i = 0; i < 5; ++i) {
+    payloads.push_back(pseudo_random_bytes(200, 80 + i));
+    body += "text " + std::to_string(i) + "\n" + yencode("f" + std::to_string(i) + ".bin", payloads.back());
+  }
+  body += "the end\n";
+  RUN(o, simple_message("", body, "text/plain; charset=ISO-8859-1"), pol, payloads);
+  CHECK(o.res.rep.result == verdict::sanitized);
+  for (unsigned i = 0; i < 4; ++i) REQUIRE(o.part("1#" + std::to_string(i + 1)) != nullptr);
+  CHECK(o.part("1#5") == nullptr);
+  CHECK(o.quarantined("1#1")->bytes == payloads[0]);
+  CHECK(o.quarantined("1#4")->bytes.find("f3.bin") != std::string::npos);  // raw: blocks 4 and 5
+  CHECK(o.quarantined("1#4")->bytes.find("f4.bin") != std::string::npos);
+  CHECK(has(o.res.rep.warnings, "1:yenc-damaged:too-many-blocks"));
+  CHECK(contains(o.text, "text 3"));
+  CHECK(!contains(o.text, "text 4"));
+  CHECK(!contains(o.text, "the end"));
+}
+
+TEST_CASE("yEnc inside a quoted-printable or base64 text part: cut from the transfer-decoded bytes") {
+  const std::string payload = pseudo_random_bytes(600, 61);
+  const std::string body = "Text before.\n" + yencode("data.bin", payload) + "Text after.\n";
+  SUBCASE("base64") {
+    const std::string part = "Content-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: base64\n\n" + lf(b64(body));
+    RUN(o, mixed_message({part}), {}, {payload});
+    CHECK(contains(o.text, "Text before."));
+    CHECK(contains(o.text, "Text after."));
+    REQUIRE(o.quarantined("1#1") != nullptr);
+    CHECK(o.quarantined("1#1")->bytes == payload);
+  }
+  SUBCASE("quoted-printable") {
+    std::string qp;
+    std::size_t col = 0;
+    for (const char ch : body) {
+      const auto u = static_cast<unsigned char>(ch);
+      if (ch == '\n') {
+        qp += "\n";
+        col = 0;
+        continue;
+      }
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "=%02X", u);
+      const std::string piece = (u >= 33 && u <= 126 && ch != '=') ? std::string(1, ch) : std::string(buf);
+      if (col + piece.size() > 72) {
+        qp += "=\n";
+        col = 0;
+      }
+      qp += piece;
+      col += piece.size();
+    }
+    const std::string part = "Content-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n" + qp;
+    RUN(o, mixed_message({part}), {}, {payload});
+    CHECK(contains(o.text, "Text before."));
+    CHECK(contains(o.text, "Text after."));
+    REQUIRE(o.quarantined("1#1") != nullptr);
+    CHECK(o.quarantined("1#1")->bytes == payload);
+  }
+}
+
+TEST_CASE("yEnc does not hide binary declared as text: the bytes around the block are still tested") {
+  const std::string payload = pseudo_random_bytes(300, 71);
+  const std::string junk = pseudo_random_bytes(4000, 72);
+  const std::string body = "Hello\n" + yencode("data.bin", payload) + junk;
+  RUN(o, simple_message("", body, "text/plain; charset=ISO-8859-1"), {}, {payload, junk});
+  REQUIRE(o.part("1") != nullptr);
+  CHECK(o.part("1")->reason == "binary-as-text");
+  CHECK(o.part("1#1") == nullptr);
 }
 
 // =============================================================================================
