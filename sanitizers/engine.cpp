@@ -511,6 +511,14 @@ void message_sanitizer::show_text(const std::string& path, std::string text, std
   // handled like attachments: a text body must not carry a decodable file past the relay.
   // Both steps work in place: a body without blobs and URLs (most of them) is not copied.
   std::vector<text_blob> blobs = cut_encoded_blobs_in_place(text);
+  // Every block becomes a removed part, stored in the quarantine: a text of thousands of tiny
+  // uuencode blocks must not turn into thousands of files. Over the message's part budget, the
+  // message is held whole, as a MIME tree with too many parts is. (The yEnc blocks cut before,
+  // pre_cut, have their own bound: past it the rest of the part is one block.)
+  if (static_cast<std::size_t>(blob_count_) + blobs.size() > static_cast<std::size_t>(std::max(pol_.limit.max_parts, 0))) {
+    hold("limit:parts");
+    return;
+  }
   text_link_counts links;
   apply_link_policy_in_place(text, pol_, links);
   summary_.links_defanged += links.defanged;

@@ -1488,6 +1488,19 @@ TEST_CASE("limits: each one holds the message with its reason") {
     CHECK(o.held());
     CHECK(has(o.res.rep.reasons, "limit:parts"));
   }
+  SUBCASE("encoded blocks in a text body count against the part budget") {
+    cfg::policy pol;
+    pol.limit.max_parts = 5;
+    std::string body = "Files follow.\n";
+    for (int i = 0; i < 8; ++i) body += "begin 644 f" + std::to_string(i) + ".bin\n#86)C\n`\nend\n\n";
+    RUN(o, simple_message("", body, "text/plain; charset=UTF-8"), pol);
+    CHECK(o.held());
+    CHECK(has(o.res.rep.reasons, "limit:parts"));
+    pol.limit.max_parts = 20;
+    RUN(ok, simple_message("", body, "text/plain; charset=UTF-8"), pol);
+    CHECK_FALSE(ok.held());
+    CHECK(ok.res.rep.parts.size() == 9);  // the text and its eight blocks
+  }
   SUBCASE("header size") {
     cfg::policy pol;
     pol.limit.max_header_size = 500;
