@@ -23,6 +23,7 @@
 
 #include "server/delivery.hpp"
 #include "server/dsn.hpp"
+#include "server/line_scan.hpp"
 #include "server/next_hop.hpp"
 #include "server/audit_log.hpp"
 #include "server/quarantine_index.hpp"
@@ -67,10 +68,6 @@ std::vector<next_hop> parse_hops_or_throw(const std::vector<std::string>& entrie
     throw std::invalid_argument(text);
   }
   return parsed.hops;
-}
-
-bool all_ascii(std::string_view s) noexcept {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 // Everything delivery needs that a reload may replace; a delivery attempt keeps the snapshot it
@@ -325,7 +322,7 @@ struct relay::impl {
       return;
     }
     spool_envelope env = msg->envelope;
-    env.body = all_ascii(out.result.output) ? spool_body_type::seven_bit : spool_body_type::eight_bit_mime;
+    env.body = has_8bit(out.result.output) ? spool_body_type::eight_bit_mime : spool_body_type::seven_bit;
     // active/ID stays the durable copy until delivery finishes (see spool.hpp), so the sanitized copy
     // needs no fsync (raw_copy_kept), and for the first attempt none on disk at all while memory
     // allows: one file created, written and fsynced per message, as in a plain MTA.

@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "server/io_deadline.hpp"
+#include "server/line_scan.hpp"
 #include "server/smtp_data_encoder.hpp"
 
 namespace mukai::server {
@@ -149,10 +150,6 @@ server_capabilities parse_ehlo(const smtp_reply& r) {
     }
   }
   return caps;
-}
-
-bool has_8bit(std::string_view s) noexcept {
-  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
 }
 
 // An address we are willing to put between < and >: no control byte (CR LF would inject a command)
