@@ -11,6 +11,7 @@
 //
 // usage: bench_relay [--messages-5k N] [--messages-100k N] [--idle N] [--dir DIR]
 //                    [--cell 5k/10|5k/100|100k/10|100k/100]... [--relay both|mukai|postfix]
+//                    [--repeat N] [--mukai PATH (another build of mukai, to compare)]
 // Runs as root (private Postfix instances need it), installs nothing, takes a few minutes.
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -168,10 +169,11 @@ int main(int argc, char** argv) {
   bool run_mukai = true, run_postfix = true;
   std::vector<std::pair<int, int>> cells;  // {size, concurrency}
   fs::path dir;
+  std::string mukai_binary = MUKAI_BINARY;
   const auto usage = [] {
     std::cerr << "usage: bench_relay [--messages-5k N] [--messages-100k N] [--idle N (0: skip)] [--dir DIR]\n"
                  "                   [--cell 5k/10|5k/100|100k/10|100k/100]... [--relay both|mukai|postfix]\n"
-                 "                   [--repeat N (each cell N times)]\n";
+                 "                   [--repeat N (each cell N times)] [--mukai PATH]\n";
     return 2;
   };
   for (int i = 1; i < argc; i += 2) {
@@ -182,6 +184,7 @@ int main(int argc, char** argv) {
     else if (a == "--messages-100k") messages_100k = std::atoi(v.c_str());
     else if (a == "--idle") idle = std::atoi(v.c_str());
     else if (a == "--dir") dir = v;
+    else if (a == "--mukai") mukai_binary = v;
     else if (a == "--repeat") repeat = std::max(1, std::atoi(v.c_str()));
     else if (a == "--relay" && (v == "both" || v == "mukai" || v == "postfix")) {
       run_mukai = v != "postfix";
@@ -221,6 +224,7 @@ int main(int argc, char** argv) {
   mo.next_hops = {"smtp://127.0.0.1:" + std::to_string(sink.port()) + "?starttls=off"};
   mo.log_level = "warning";
   mo.max_connections = mo.max_connections_per_ip = 2000;
+  mo.binary = mukai_binary;
   mukai_instance mukai(mo);
   mukai.start();
 

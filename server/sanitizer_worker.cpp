@@ -820,10 +820,11 @@ bool is_sha256_hex(std::string_view s) {
          });
 }
 
-std::optional<std::string> decode_response(std::string_view payload, sanitize::result& r) {
+// Takes the payload's buffer for the output (the bulk of a response) instead of copying it out.
+std::optional<std::string> decode_response(std::string&& payload, sanitize::result& r) {
   byte_reader in(payload);
   const std::uint32_t status = in.u32();
-  r.output = std::string(in.str());
+  const std::string_view output = in.str();
   const std::string_view report_text = in.str();
   r.headers.from = std::string(in.str());
   r.headers.to = std::string(in.str());
@@ -857,6 +858,19 @@ std::optional<std::string> decode_response(std::string_view payload, sanitize::r
   auto rep = sanitize::report_from_json(v);
   if (!rep) return "the report does not parse (strict report_from_json)";
   r.rep = std::move(*rep);
+  // Everything else is copied out by now. When the output is most of the payload (a clean or
+  // mostly-text message), the payload's buffer becomes the output: one move within memory already
+  // touched, instead of a new allocation and a copy. Otherwise (large removed parts) a copy, so the
+  // output kept in memory until delivery does not hold the parts' capacity too.
+  const auto output_at = static_cast<std::size_t>(output.data() - payload.data());
+  const std::size_t output_size = output.size();
+  if (output_size < payload.size() / 2) {
+    r.output = std::string(output);
+    return std::nullopt;
+  }
+  payload.erase(0, output_at);
+  payload.resize(output_size);
+  r.output = std::move(payload);
   return std::nullopt;
 }
 
@@ -1201,7 +1215,7 @@ job_outcome sanitizer_pool::run(worker_test_hook hook, std::uint32_t hook_argume
         if (a.kind != failure::none) {
           kind = a.kind;
           detail = std::move(a.detail);
-        } else if (auto bad = decode_response(payload, result)) {
+        } else if (auto bad = decode_response(std::move(payload), result)) {
           kind = failure::bad_response;
           detail = std::move(*bad);
         } else if (auto invalid = validate_result(result, id)) {

@@ -49,6 +49,27 @@ void smtp_data_encoder::encode(std::string_view in, std::string& out) {
   out.append(in.data() + run, n - run);
 }
 
+// The same walk as encode() without output, stopping at the first byte encode() would change or
+// hold back (a dot to stuff, a bare CR or LF, a CR that ends `in`).
+std::size_t smtp_data_encoder::take_verbatim(std::string_view in) noexcept {
+  if (pending_cr_) return 0;
+  const std::size_t n = in.size();
+  std::size_t i = 0;
+  line_break_scanner breaks(in);
+  while (i < n) {
+    if (line_start_) {
+      if (in[i] == '.' && mode_ == mode::data) return i;
+      line_start_ = false;
+    }
+    const std::size_t brk = breaks.next(i);
+    if (brk == n) return n;
+    if (in[brk] != '\r' || brk + 1 == n || in[brk + 1] != '\n') return brk;
+    i = brk + 2;
+    line_start_ = true;
+  }
+  return n;
+}
+
 void smtp_data_encoder::finish(std::string& out) {
   if (pending_cr_) {
     pending_cr_ = false;

@@ -114,7 +114,36 @@ TEST_CASE("random inputs in random pieces: the same as the byte-at-a-time rules"
       }
       e.finish(out);
       REQUIRE(out == expected);
+
+      // As the delivery client sends: each piece's verbatim prefix as it is, then encode() the rest.
+      smtp_data_encoder v(mode);
+      std::string sent;
+      for (std::size_t i = 0; i < in.size();) {
+        const std::string_view piece = std::string_view(in).substr(i, rng() % 9);
+        const std::size_t keep = v.take_verbatim(piece);
+        REQUIRE(keep <= piece.size());
+        sent.append(piece.substr(0, keep));
+        v.encode(piece.substr(keep), sent);
+        i += piece.size();
+      }
+      v.finish(sent);
+      REQUIRE(sent == expected);
     }
     REQUIRE(smtp_data_encoder::normalised_size(in) == reference_encode(in, smtp_data_encoder::mode::bdat).size());
   }
+}
+
+TEST_CASE("take_verbatim: how much goes out unchanged") {
+  using m = smtp_data_encoder::mode;
+  CHECK(smtp_data_encoder(m::data).take_verbatim("abc\r\ndef\r\n") == 10);
+  CHECK(smtp_data_encoder(m::data).take_verbatim("abc\r\n.def\r\n") == 5);  // up to the dot to stuff
+  CHECK(smtp_data_encoder(m::bdat).take_verbatim("abc\r\n.def\r\n") == 11);  // BDAT stuffs nothing
+  CHECK(smtp_data_encoder(m::data).take_verbatim(".abc") == 0);
+  CHECK(smtp_data_encoder(m::data).take_verbatim("ab\ncd") == 2);   // a bare LF is normalised
+  CHECK(smtp_data_encoder(m::data).take_verbatim("ab\rcd") == 2);   // a bare CR too
+  CHECK(smtp_data_encoder(m::data).take_verbatim("ab\r") == 2);     // a final CR waits for the next piece
+  CHECK(smtp_data_encoder(m::data).take_verbatim("") == 0);
+  smtp_data_encoder e(m::data);
+  CHECK(e.take_verbatim("abc\r\n") == 5);
+  CHECK(e.take_verbatim(".x\r\n") == 0);  // the state carries over: a new line begins with a dot
 }
