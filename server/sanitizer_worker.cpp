@@ -47,6 +47,8 @@
 
 #include "sanitizers/output_check.hpp"
 #include "sanitizers/report_json.hpp"
+#include "server/asan_build.hpp"
+#include "server/malloc_policy.hpp"
 
 extern char** environ;
 
@@ -86,17 +88,7 @@ constexpr rlim_t worker_max_files = 32;
 // RLIMIT_AS an instrumented worker cannot even load, and LeakSanitizer's exit-time scan needs
 // clone() and ptrace, which the worker's filter denies. Those builds (tests only) go without
 // RLIMIT_AS and with leak detection off in the worker.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool limit_address_space = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool limit_address_space = false;
-#else
-constexpr bool limit_address_space = true;
-#endif
-#else
-constexpr bool limit_address_space = true;
-#endif
+constexpr bool limit_address_space = !asan_build;
 
 // ---------------------------------------------------------------------------------------------
 // Small POSIX helpers
@@ -1577,6 +1569,7 @@ int serve_requests(const config::mukai_config& cfg) {
 }  // namespace
 
 int run_sanitizer_worker(const std::vector<std::string>& args) {
+  (void)apply_malloc_policy(worker_malloc_policy);  // best effort: only speed depends on it
   // Never dump core: a core file would be a copy of someone's mail on disk. Also keeps other
   // processes of the same user from attaching.
   if (::prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L) != 0) {
