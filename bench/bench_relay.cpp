@@ -5,8 +5,13 @@
 // sandboxed worker processes) and a private Postfix instance relaying without sanitizing. Both
 // acknowledge durably (Postfix fsyncs its queue file before the 250, as mukai its spool file).
 // Then the memory of idle sessions: RSS of mukai before and after 1000 idle connections.
+// Each cell also reports the CPU time each relay used per message (all its processes: mukai's
+// relay and its workers; Postfix's master and every daemon it started), read from /proc: much
+// less sensitive than msg/s to other load on a shared machine.
 //
 // usage: bench_relay [--messages-5k N] [--messages-100k N] [--idle N] [--dir DIR]
+//                    [--cell 5k/10|5k/100|100k/10|100k/100]... [--relay both|mukai|postfix]
+//                    [--repeat N] [--mukai PATH (another build of mukai, to compare)]
 // Runs as root (private Postfix instances need it), installs nothing, takes a few minutes.
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -15,6 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +30,10 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
+#include <map>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,6 +51,7 @@ namespace {
 
 struct run_figures {
   double seconds = 0;
+  double cpu_seconds = 0;  // of the relay's process tree, from the first connection to the drain
   bool complete = false;
 };
 
@@ -46,10 +59,51 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// CPU seconds (user + system) used so far by `root` and all its descendants: each live process's
+// own time plus what its reaped children left in its cutime/cstime (a child that exits between two
+// readings moves from one term to the other, so differences stay exact to the clock tick).
+double tree_cpu_seconds(pid_t root) {
+  struct proc_times {
+    pid_t ppid = 0;
+    unsigned long long ticks = 0;  // utime + stime + cutime + cstime
+  };
+  std::map<pid_t, proc_times> procs;
+  if (DIR* d = ::opendir("/proc")) {
+    while (const dirent* e = ::readdir(d)) {
+      const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+      if (pid <= 0) continue;
+      std::ifstream in("/proc/" + std::string(e->d_name) + "/stat");
+      std::string line;
+      if (!std::getline(in, line)) continue;
+      const auto close = line.rfind(')');  // the command name may hold spaces and parentheses
+      if (close == std::string::npos) continue;
+      std::istringstream fields(line.substr(close + 2));
+      std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
+      if (f.size() < 15) continue;  // f[0] is field 3 (state): ppid f[1], utime..cstime f[11..14]
+      proc_times t;
+      t.ppid = static_cast<pid_t>(std::stol(f[1]));
+      for (int i = 11; i <= 14; ++i) t.ticks += std::stoull(f[i]);
+      procs[pid] = t;
+    }
+    ::closedir(d);
+  }
+  std::set<pid_t> tree{root};
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (const auto& [pid, t] : procs)
+      if (tree.contains(t.ppid) && tree.insert(pid).second) grew = true;
+  }
+  unsigned long long ticks = 0;
+  for (pid_t pid : tree)
+    if (auto it = procs.find(pid); it != procs.end()) ticks += it->second.ticks;
+  return static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 // smtp-source, then wait until `drained` says the relay's queue is empty.
-run_figures run_load(std::uint16_t port, int concurrency, int messages, int size,
+run_figures run_load(std::uint16_t port, pid_t relay_root, int concurrency, int messages, int size,
                      const std::function<bool()>& drained) {
   run_figures f;
+  const double cpu0 = tree_cpu_seconds(relay_root);
   const double t0 = now_seconds();
   auto r = run_command({"smtp-source", "-s", std::to_string(concurrency), "-m", std::to_string(messages), "-l",
                         std::to_string(size), "-f", "sender@internet.test", "-t", "staff@example.lg.jp",
@@ -63,6 +117,7 @@ run_figures run_load(std::uint16_t port, int concurrency, int messages, int size
   while (!drained() && now_seconds() < deadline) std::this_thread::sleep_for(10ms);
   f.complete = drained();
   f.seconds = now_seconds() - t0;
+  f.cpu_seconds = tree_cpu_seconds(relay_root) - cpu0;
   return f;
 }
 
@@ -110,19 +165,41 @@ void measure_idle(mukai_instance& mukai, int n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int messages_5k = 2000, messages_100k = 400, idle = 1000;
+  int messages_5k = 2000, messages_100k = 400, idle = 1000, repeat = 1;
+  bool run_mukai = true, run_postfix = true;
+  std::vector<std::pair<int, int>> cells;  // {size, concurrency}
   fs::path dir;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  std::string mukai_binary = MUKAI_BINARY;
+  const auto usage = [] {
+    std::cerr << "usage: bench_relay [--messages-5k N] [--messages-100k N] [--idle N (0: skip)] [--dir DIR]\n"
+                 "                   [--cell 5k/10|5k/100|100k/10|100k/100]... [--relay both|mukai|postfix]\n"
+                 "                   [--repeat N (each cell N times)] [--mukai PATH]\n";
+    return 2;
+  };
+  for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--messages-5k") messages_5k = std::atoi(argv[i + 1]);
-    else if (a == "--messages-100k") messages_100k = std::atoi(argv[i + 1]);
-    else if (a == "--idle") idle = std::atoi(argv[i + 1]);
-    else if (a == "--dir") dir = argv[i + 1];
-    else {
-      std::cerr << "usage: bench_relay [--messages-5k N] [--messages-100k N] [--idle N] [--dir DIR]\n";
-      return 2;
+    if (i + 1 >= argc) return usage();
+    const std::string v = argv[i + 1];
+    if (a == "--messages-5k") messages_5k = std::atoi(v.c_str());
+    else if (a == "--messages-100k") messages_100k = std::atoi(v.c_str());
+    else if (a == "--idle") idle = std::atoi(v.c_str());
+    else if (a == "--dir") dir = v;
+    else if (a == "--mukai") mukai_binary = v;
+    else if (a == "--repeat") repeat = std::max(1, std::atoi(v.c_str()));
+    else if (a == "--relay" && (v == "both" || v == "mukai" || v == "postfix")) {
+      run_mukai = v != "postfix";
+      run_postfix = v != "mukai";
+    } else if (a == "--cell") {
+      const auto slash = v.find('/');
+      const std::string size = v.substr(0, slash);
+      const int conc = slash == std::string::npos ? 0 : std::atoi(v.c_str() + slash + 1);
+      if ((size != "5k" && size != "100k") || (conc != 10 && conc != 100)) return usage();
+      cells.emplace_back(size == "5k" ? 5000 : 100000, conc);
+    } else {
+      return usage();
     }
   }
+  if (cells.empty()) cells = {{5000, 10}, {5000, 100}, {100000, 10}, {100000, 100}};
   if (auto why = postfix_unavailable_reason()) {
     std::cerr << "bench_relay: " << *why << "\n";
     return 1;
@@ -147,6 +224,7 @@ int main(int argc, char** argv) {
   mo.next_hops = {"smtp://127.0.0.1:" + std::to_string(sink.port()) + "?starttls=off"};
   mo.log_level = "warning";
   mo.max_connections = mo.max_connections_per_ip = 2000;
+  mo.binary = mukai_binary;
   mukai_instance mukai(mo);
   mukai.start();
 
@@ -160,18 +238,27 @@ int main(int argc, char** argv) {
   postfix_instance postfix(po);
   postfix.start();
 
-  measure_idle(mukai, idle);  // on a fresh process, before the load grows its heap
+  if (idle > 0) measure_idle(mukai, idle);  // on a fresh process, before the load grows its heap
   std::printf("bench_relay: smtp-source -> relay -> smtp-sink on loopback, %u cores; work dir %s\n",
               std::thread::hardware_concurrency(), dir.c_str());
-  std::printf("%-8s %-6s %-9s %12s %12s %8s\n", "size", "conc.", "messages", "mukai msg/s", "postfix msg/s", "ratio");
-  for (auto [size, messages] : {std::pair{5000, messages_5k}, std::pair{100000, messages_100k}}) {
-    for (int conc : {10, 100}) {
-      // Alternate who goes first, so neither always gets the warmer page cache.
-      auto m = run_load(mukai.port(), conc, messages, size, [&] { return mukai.spool_count() == 0; });
-      auto p = run_load(postfix.smtp_port(), conc, messages, size, [&] { return postfix.queue_size() == 0; });
+  std::printf("%-8s %-6s %-9s %12s %12s %8s %14s %14s\n", "size", "conc.", "messages", "mukai msg/s",
+              "postfix msg/s", "ratio", "mukai cpu ms", "postfix cpu ms");
+  std::printf("%-8s %-6s %-9s %12s %12s %8s %14s %14s\n", "", "", "", "", "", "", "per msg", "per msg");
+  const auto absent = [] { return run_figures{}; };
+  for (int round = 0; round < repeat; ++round) {
+    for (auto [size, conc] : cells) {
+      const int messages = size == 5000 ? messages_5k : messages_100k;
+      auto m = run_mukai ? run_load(mukai.port(), mukai.pid(), conc, messages, size,
+                                    [&] { return mukai.spool_count() == 0; })
+                         : absent();
+      auto p = run_postfix ? run_load(postfix.smtp_port(), postfix.master_pid().value_or(-1), conc, messages, size,
+                                      [&] { return postfix.queue_size() == 0; })
+                           : absent();
       const double mr = m.complete ? messages / m.seconds : 0, pr = p.complete ? messages / p.seconds : 0;
-      std::printf("%-8s %-6d %-9d %12.1f %12.1f %8.2f%s\n", size == 5000 ? "5 KB" : "100 KB", conc, messages, mr, pr,
-                  pr > 0 ? mr / pr : 0.0, m.complete && p.complete ? "" : "  (incomplete!)");
+      const bool incomplete = (run_mukai && !m.complete) || (run_postfix && !p.complete);
+      std::printf("%-8s %-6d %-9d %12.1f %12.1f %8.2f %14.3f %14.3f%s\n", size == 5000 ? "5 KB" : "100 KB", conc,
+                  messages, mr, pr, pr > 0 ? mr / pr : 0.0, 1000 * m.cpu_seconds / messages,
+                  1000 * p.cpu_seconds / messages, incomplete ? "  (incomplete!)" : "");
       std::fflush(stdout);
     }
   }

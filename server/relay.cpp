@@ -23,6 +23,7 @@
 
 #include "server/delivery.hpp"
 #include "server/dsn.hpp"
+#include "server/line_scan.hpp"
 #include "server/next_hop.hpp"
 #include "server/audit_log.hpp"
 #include "server/quarantine_index.hpp"
@@ -69,10 +70,6 @@ std::vector<next_hop> parse_hops_or_throw(const std::vector<std::string>& entrie
   return parsed.hops;
 }
 
-bool all_ascii(std::string_view s) noexcept {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-}
-
 // Everything delivery needs that a reload may replace; a delivery attempt keeps the snapshot it
 // started with.
 struct delivery_setup {
@@ -107,7 +104,8 @@ std::shared_ptr<const delivery_setup> make_delivery_setup(const config::mukai_co
 struct delivery_job {
   std::string id;
   std::shared_ptr<const delivery_setup> setup;
-  spooled_message message;
+  // Shared with the in-memory map for a first attempt from memory: never a copy of the body.
+  std::shared_ptr<const spooled_message> message;
   delivery_state state;
   std::vector<std::size_t> pending;
   bool from_memory = false;  // the sanitized copy is not in outbound/ (relay::impl::in_memory)
@@ -325,7 +323,7 @@ struct relay::impl {
       return;
     }
     spool_envelope env = msg->envelope;
-    env.body = all_ascii(out.result.output) ? spool_body_type::seven_bit : spool_body_type::eight_bit_mime;
+    env.body = has_8bit(out.result.output) ? spool_body_type::eight_bit_mime : spool_body_type::seven_bit;
     // active/ID stays the durable copy until delivery finishes (see spool.hpp), so the sanitized copy
     // needs no fsync (raw_copy_kept), and for the first attempt none on disk at all while memory
     // allows: one file created, written and fsynced per message, as in a plain MTA.
@@ -411,7 +409,7 @@ struct relay::impl {
     if (!job->ready) co_return;
     const delivery_services services{*job->setup->client, files, blocking.get_executor()};
     const auto& hops = job->is_dsn && !job->setup->bounce_hops.empty() ? job->setup->bounce_hops : job->setup->hops;
-    delivery_outcome outcome = co_await deliver(job->message, hops, job->pending, services);
+    delivery_outcome outcome = co_await deliver(*job->message, hops, job->pending, services);
     job->outcome = std::move(outcome);
     co_await asio::co_spawn(blocking, settle_job(job), asio::use_awaitable);
   }
@@ -427,14 +425,14 @@ struct relay::impl {
         schedule_retry(job->id, stage::deliver);
         co_return;
       }
-      job->message = *mem;
+      job->message = std::move(mem);
       job->state = std::move(*state);
       job->from_memory = true;
     } else if (!load_job_from_spool(job)) {
       co_return;
     }
     job->pending = pending_recipients(job->state);
-    job->is_dsn = job->message.envelope.client_address == dsn_client_address;
+    job->is_dsn = job->message->envelope.client_address == dsn_client_address;
     if (job->pending.empty()) {
       // Every recipient settled before a crash stopped us from removing the message.
       if (auto ec = finish_job(*job, job->state)) {
@@ -474,7 +472,7 @@ struct relay::impl {
       schedule_retry(job->id, stage::deliver);
       return false;
     }
-    job->message = std::move(*msg);
+    job->message = std::make_shared<const spooled_message>(std::move(*msg));
     job->state = std::move(*state);
     return true;
   }
@@ -482,7 +480,7 @@ struct relay::impl {
   // Blocking stage after an attempt: DSN, delivery state, then finish or defer.
   asio::awaitable<void> settle_job(std::shared_ptr<delivery_job> job) {
     const auto now = system_clock::now();
-    const auto& env = job->message.envelope;
+    const auto& env = job->message->envelope;
     delivery_state state = job->state;
     const attempt_summary sum = record_attempt(state, env, job->outcome, now, job->setup->retry);
 
@@ -494,7 +492,7 @@ struct relay::impl {
     // recipient to retry, a state to save beside a DSN): from then on the spool has it like any other.
     const bool wants_dsn = !sum.newly_failed.empty() && job->setup->bounce && !job->is_dsn;
     if (job->from_memory && (!sum.finished || wants_dsn)) {
-      if (auto ec = spool_.store_outbound(job->id, job->message.body, env, outbound_durability::raw_copy_kept)) {
+      if (auto ec = spool_.store_outbound(job->id, job->message->body, env, outbound_durability::raw_copy_kept)) {
         error(job->id + ": cannot spool the sanitized message: " + ec.message() + "; retrying later");
         schedule_retry(job->id, stage::deliver);
         co_return;
@@ -509,7 +507,7 @@ struct relay::impl {
     // The DSN is spooled before the failures are recorded: a crash in between sends the failed
     // recipients once more (and perhaps a second DSN), it never loses the DSN.
     if (wants_dsn) {
-      if (auto dsn = build_dsn(job->message, sum.newly_failed, job->setup->dsn, now)) {
+      if (auto dsn = build_dsn(*job->message, sum.newly_failed, job->setup->dsn, now)) {
         const std::string dsn_id = new_queue_id();
         if (auto ec = spool_.store_outbound(dsn_id, dsn->body, dsn->envelope)) {
           error(job->id + ": cannot spool the DSN: " + ec.message() + "; retrying later");
@@ -571,7 +569,7 @@ struct relay::impl {
   void log_attempt(const delivery_job& job, const delivery_state& state, system_clock::time_point now, bool finished,
                    system_clock::time_point next_attempt, const std::string& dsn_id) {
     const std::string message_id = message_id_of(job.id);
-    const attempt_context c{job.id, message_id, job.message.envelope, job.outcome, state, now,
+    const attempt_context c{job.id, message_id, job.message->envelope, job.outcome, state, now,
                             finished, next_attempt, dsn_id, job.is_dsn};
     for (auto& [level, ev] : attempt_events(c)) log.write(level, ev);
   }

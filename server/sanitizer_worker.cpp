@@ -47,6 +47,8 @@
 
 #include "sanitizers/output_check.hpp"
 #include "sanitizers/report_json.hpp"
+#include "server/asan_build.hpp"
+#include "server/malloc_policy.hpp"
 
 extern char** environ;
 
@@ -86,17 +88,7 @@ constexpr rlim_t worker_max_files = 32;
 // RLIMIT_AS an instrumented worker cannot even load, and LeakSanitizer's exit-time scan needs
 // clone() and ptrace, which the worker's filter denies. Those builds (tests only) go without
 // RLIMIT_AS and with leak detection off in the worker.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool limit_address_space = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool limit_address_space = false;
-#else
-constexpr bool limit_address_space = true;
-#endif
-#else
-constexpr bool limit_address_space = true;
-#endif
+constexpr bool limit_address_space = !asan_build;
 
 // ---------------------------------------------------------------------------------------------
 // Small POSIX helpers
@@ -820,10 +812,11 @@ bool is_sha256_hex(std::string_view s) {
          });
 }
 
-std::optional<std::string> decode_response(std::string_view payload, sanitize::result& r) {
+// Takes the payload's buffer for the output (the bulk of a response) instead of copying it out.
+std::optional<std::string> decode_response(std::string&& payload, sanitize::result& r) {
   byte_reader in(payload);
   const std::uint32_t status = in.u32();
-  r.output = std::string(in.str());
+  const std::string_view output = in.str();
   const std::string_view report_text = in.str();
   r.headers.from = std::string(in.str());
   r.headers.to = std::string(in.str());
@@ -857,6 +850,19 @@ std::optional<std::string> decode_response(std::string_view payload, sanitize::r
   auto rep = sanitize::report_from_json(v);
   if (!rep) return "the report does not parse (strict report_from_json)";
   r.rep = std::move(*rep);
+  // Everything else is copied out by now. When the output is most of the payload (a clean or
+  // mostly-text message), the payload's buffer becomes the output: one move within memory already
+  // touched, instead of a new allocation and a copy. Otherwise (large removed parts) a copy, so the
+  // output kept in memory until delivery does not hold the parts' capacity too.
+  const auto output_at = static_cast<std::size_t>(output.data() - payload.data());
+  const std::size_t output_size = output.size();
+  if (output_size < payload.size() / 2) {
+    r.output = std::string(output);
+    return std::nullopt;
+  }
+  payload.erase(0, output_at);
+  payload.resize(output_size);
+  r.output = std::move(payload);
   return std::nullopt;
 }
 
@@ -1201,7 +1207,7 @@ job_outcome sanitizer_pool::run(worker_test_hook hook, std::uint32_t hook_argume
         if (a.kind != failure::none) {
           kind = a.kind;
           detail = std::move(a.detail);
-        } else if (auto bad = decode_response(payload, result)) {
+        } else if (auto bad = decode_response(std::move(payload), result)) {
           kind = failure::bad_response;
           detail = std::move(*bad);
         } else if (auto invalid = validate_result(result, id)) {
@@ -1563,6 +1569,7 @@ int serve_requests(const config::mukai_config& cfg) {
 }  // namespace
 
 int run_sanitizer_worker(const std::vector<std::string>& args) {
+  (void)apply_malloc_policy(worker_malloc_policy);  // best effort: only speed depends on it
   // Never dump core: a core file would be a copy of someone's mail on disk. Also keeps other
   // processes of the same user from attaching.
   if (::prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L) != 0) {

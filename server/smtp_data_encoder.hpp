@@ -8,6 +8,7 @@
 // Threading: an encoder is a plain value used by one thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -24,6 +25,10 @@ class smtp_data_encoder {
 
   // Appends the encoded form of `in` to `out`.
   void encode(std::string_view in, std::string& out);
+  // The length of the longest prefix of `in` that encode() would copy unchanged, consumed as if
+  // encode() had been given it: the caller sends those bytes as they are and passes the rest of
+  // `in` to encode(). So text that needs no change (CRLF lines, no leading dot) is never copied.
+  [[nodiscard]] std::size_t take_verbatim(std::string_view in) noexcept;
   // Appends the end of the message to `out`. The encoder must not be used afterwards.
   void finish(std::string& out);
 

@@ -10,6 +10,8 @@
 #include <limits>
 #include <utility>
 
+#include "server/line_scan.hpp"
+
 namespace mukai::server {
 namespace {
 
@@ -1161,6 +1163,7 @@ std::size_t smtp_protocol::consume_data(std::string_view input) {
   std::size_t i = 0;
   std::size_t run_begin = 0;
   bool in_run = false;
+  line_break_scanner breaks(input);
   auto begin_run = [&](std::size_t at) {
     if (!in_run) {
       run_begin = at;
@@ -1184,8 +1187,7 @@ std::size_t smtp_protocol::consume_data(std::string_view input) {
         }
         break;
       case data_state::mid_line: {
-        const std::size_t brk = input.find_first_of("\r\n", i);
-        const std::size_t stop = brk == std::string_view::npos ? n : brk;
+        const std::size_t stop = breaks.next(i);  // n if there is no CR or LF
         if (stop > i) {
           begin_run(i);
           account(input.substr(i, stop - i), true);

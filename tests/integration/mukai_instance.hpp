@@ -34,6 +34,7 @@ struct mukai_options {
   std::size_t max_connections = 1000, max_connections_per_ip = 500;
   std::string extra_smtp;  // more lines for [smtp]
   std::string extra_sections;  // more tables appended at the end ([admin], [[admin.users]], ...)
+  std::string binary = MUKAI_BINARY;  // bench_relay --mukai compares another build
 };
 
 inline std::string toml_list(const std::vector<std::string>& v) {
@@ -75,7 +76,7 @@ class mukai_instance {
     // As root (CI), mukai drops to nobody after binding: nobody must own what it writes.
     if (running_as_root()) hand_over(o_.dir, nobody_user());
     spawn_options so;
-    so.argv = {MUKAI_BINARY, "serve", "--config", config_path().string()};
+    so.argv = {o_.binary, "serve", "--config", config_path().string()};
     so.stdout_path = log_path();
     so.stderr_path = log_path();
     so.working_dir = o_.dir;

@@ -71,6 +71,8 @@ class postfix_instance {
   // to anything still working in our queue directory. Bounded; idempotent.
   void stop() noexcept;
   bool running() const;
+  // The master's pid while it runs in our queue directory (bench_relay sums its process tree's CPU).
+  std::optional<pid_t> master_pid() const;
 
   std::uint16_t smtp_port() const { return options_.smtp_port; }
   const std::string& myhostname() const { return options_.myhostname; }
@@ -102,7 +104,6 @@ class postfix_instance {
 
  private:
   void write_configuration();
-  std::optional<pid_t> master_pid() const;
   void kill_leftovers() noexcept;
 
   postfix_options options_;

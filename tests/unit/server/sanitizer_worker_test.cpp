@@ -33,6 +33,7 @@
 #include "config/config.hpp"
 #include "sanitizers/engine.hpp"
 #include "sanitizers/report_json.hpp"
+#include "server/asan_build.hpp"
 #include "server/durable_fs.hpp"
 #include "server/quarantine_store.hpp"
 
@@ -47,17 +48,7 @@ using namespace std::chrono_literals;
 namespace {
 
 // Instrumented builds run workers without RLIMIT_AS (see sanitizer_worker.cpp).
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool address_space_limited = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool address_space_limited = false;
-#else
-constexpr bool address_space_limited = true;
-#endif
-#else
-constexpr bool address_space_limited = true;
-#endif
+constexpr bool address_space_limited = !asan_build;
 
 class temp_dir {
  public:
