@@ -25,8 +25,14 @@ struct malloc_policy {
   std::size_t trim_threshold;  // free memory at the top of an arena kept up to this much
 };
 
-// A worker: one thread, one arena, retired after [worker] max_messages anyway.
-inline constexpr malloc_policy worker_malloc_policy{4 * 1024 * 1024, 32 * 1024 * 1024};
+// A worker: one thread, one arena, retired after [worker] max_messages anyway. The mmap threshold
+// is 1 MiB, not higher: the buffers of ordinary mail stay below it, while a large message's big
+// buffers (a decoded 1 MB HTML body, its UTF-8 copy, gumbo's 1 MiB arena chunks) are returned when
+// freed instead of staying resident while the same message's attachment is decoded: with 4 MiB a
+// 25 MB message peaked at 72 MiB in the engine benchmark's process (bench_engine --large under the
+// same GLIBC_TUNABLES), 63.8 MiB with 1 MiB, as with glibc's defaults. bench_relay 100 KB/c10
+// measured the same CPU per message with both (2.28/2.45 ms with 4 MiB, 2.32/2.42 with 1 MiB).
+inline constexpr malloc_policy worker_malloc_policy{1024 * 1024, 32 * 1024 * 1024};
 
 // Applies the policy (glibc mallopt). False if glibc refused a value (the defaults then stay).
 bool apply_malloc_policy(const malloc_policy& p) noexcept;

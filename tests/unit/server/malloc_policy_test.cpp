@@ -21,7 +21,7 @@ TEST_CASE("the worker policy: freed memory is kept, large blocks are mapped") {
   }
   REQUIRE(apply_malloc_policy(worker_malloc_policy));
   // Below the mmap threshold: from the heap, and still there (free, not trimmed) after free().
-  const std::size_t medium = 2 * 1024 * 1024;
+  const std::size_t medium = worker_malloc_policy.mmap_threshold / 2;
   const auto before_medium = mallinfo2();
   char* m = static_cast<char*>(std::malloc(medium));
   REQUIRE(m != nullptr);
