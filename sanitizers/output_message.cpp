@@ -2,8 +2,8 @@
 // RFC 2047 and folds them; the body is 7bit (ASCII), quoted-printable or base64 (UTF-8), or
 // 7-bit ISO-2022-JP.
 // Copies: the body text reaches GMime's encoder in place (a non-owning stream over spec.body or
-// the ISO-2022-JP bytes) and the encoder writes into a buffer sized up front, so a large body is
-// copied once into the output (plus GMime's encoding), not three times.
+// the ISO-2022-JP bytes) and the encoder writes straight into the output string, sized up front,
+// so a large body is copied once into the output (plus GMime's encoding), not three times.
 #include "sanitizers/output_message.hpp"
 
 #include <algorithm>
@@ -40,16 +40,61 @@ void copy_addresses(GMimeMessage* msg, GMimeAddressType type, InternetAddressLis
   internet_address_list_append(g_mime_message_get_addresses(msg, type), from);
 }
 
-// `expected_size`: a guess at the output length, so the buffer does not grow by doubling (each
+// A write-only GMime stream that appends to a std::string: GMime serialises straight into the
+// output, with no intermediate GByteArray and no copy of it (for a large body that copy was the
+// last megabyte of the engine's peak memory, and a pass over every output byte).
+struct MukaiStringStream {
+  GMimeStream parent;
+  std::string* out;
+};
+struct MukaiStringStreamClass {
+  GMimeStreamClass parent_class;
+};
+G_DEFINE_TYPE(MukaiStringStream, mukai_string_stream, GMIME_TYPE_STREAM)
+
+ssize_t string_stream_write(GMimeStream* stream, const char* buf, size_t len) {
+  auto* self = reinterpret_cast<MukaiStringStream*>(stream);
+  self->out->append(buf, len);
+  stream->position += static_cast<gint64>(len);
+  return static_cast<ssize_t>(len);
+}
+ssize_t string_stream_read(GMimeStream*, char*, size_t) { return -1; }
+int string_stream_ok(GMimeStream*) { return 0; }
+gboolean string_stream_eos(GMimeStream*) { return TRUE; }
+int string_stream_reset(GMimeStream*) { return -1; }
+gint64 string_stream_seek(GMimeStream*, gint64, GMimeSeekWhence) { return -1; }
+gint64 string_stream_tell(GMimeStream* stream) { return stream->position; }
+gint64 string_stream_length(GMimeStream*) { return -1; }
+GMimeStream* string_stream_substream(GMimeStream*, gint64, gint64) { return nullptr; }
+
+void mukai_string_stream_class_init(MukaiStringStreamClass* klass) {
+  GMimeStreamClass* c = GMIME_STREAM_CLASS(klass);
+  c->read = string_stream_read;
+  c->write = string_stream_write;
+  c->flush = string_stream_ok;
+  c->close = string_stream_ok;
+  c->eos = string_stream_eos;
+  c->reset = string_stream_reset;
+  c->seek = string_stream_seek;
+  c->tell = string_stream_tell;
+  c->length = string_stream_length;
+  c->substream = string_stream_substream;
+}
+void mukai_string_stream_init(MukaiStringStream* self) { self->out = nullptr; }
+
+// `expected_size`: a guess at the output length, so the string does not grow by doubling (each
 // step a copy of everything written so far).
 std::string serialise(GMimeMessage* msg, std::size_t expected_size) {
   format_options_ptr fmt(g_mime_format_options_new());
   g_mime_format_options_set_newline_format(fmt.get(), GMIME_NEWLINE_FORMAT_DOS);
-  auto mem =
-      adopt(g_mime_stream_mem_new_with_byte_array(g_byte_array_sized_new(static_cast<guint>(expected_size))));
-  if (g_mime_object_write_to_stream(GMIME_OBJECT(msg), fmt.get(), mem.get()) < 0) return {};
-  GByteArray* arr = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem.get()));
-  return arr ? std::string(reinterpret_cast<const char*>(arr->data), arr->len) : std::string();
+  std::string out;
+  out.reserve(expected_size);
+  auto stream = adopt(static_cast<GMimeStream*>(g_object_new(mukai_string_stream_get_type(), nullptr)));
+  reinterpret_cast<MukaiStringStream*>(stream.get())->out = &out;
+  g_mime_stream_construct(stream.get(), 0, -1);
+  if (g_mime_object_write_to_stream(GMIME_OBJECT(msg), fmt.get(), stream.get()) < 0) return {};
+  if (g_mime_stream_flush(stream.get()) < 0) return {};
+  return out;
 }
 
 }  // namespace
