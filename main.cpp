@@ -47,7 +47,8 @@ const char* usage_text =
     "  serve [--config FILE]\n"
     "      Run the relay: receive mail over SMTP, sanitize it, deliver it to the next hop. Without\n"
     "      --config: the embedded default (127.0.0.1:2525, loopback clients, any recipient domain,\n"
-    "      delivery to maildir:./mukai-data/outbox). SIGTERM stops, SIGHUP reloads the file.\n"
+    "      delivery to maildir:./mukai-data/outbox). SIGTERM stops, SIGHUP reloads the file\n"
+    "      (the [admin] console restarts when its settings changed).\n"
     "  sanitize [--config FILE] [--quarantine-dir DIR | --no-quarantine] [--report FILE] [IN] [-o OUT]\n"
     "      Sanitize one RFC 5322 message (IN or stdin) to OUT (or stdout); the JSON report goes to\n"
     "      FILE (or stderr).\n"
@@ -240,6 +241,39 @@ std::unique_ptr<server::admin_server> start_admin_console(const config::mukai_co
   return console;
 }
 
+// SIGHUP with changed [admin] settings (users, certificate, listen address, session lifetime,
+// metrics networks): the console stops and starts again with them, so adding an operator or
+// rotating the console's certificate needs no restart of the relay. Its sessions end (operators
+// log in again); SMTP sessions and deliveries are not touched. If the new settings cannot start
+// (a port taken, an unreadable certificate), the console comes back with the previous ones.
+// Returns the settings the console now runs with.
+config::admin_config restart_admin_console(std::unique_ptr<server::admin_server>& console,
+                                           const config::mukai_config& fresh, const config::admin_config& running,
+                                           server::relay& relay, server::logger& log) {
+  if (console) console->stop();
+  console.reset();
+  try {
+    console = start_admin_console(fresh, relay, log);
+    log.write(server::log_level::info, fresh.admin.listen.empty()
+                                           ? "admin console stopped: [admin] listen is no longer set"
+                                           : "admin console restarted with the reloaded [admin] settings "
+                                             "(its open sessions ended)");
+    return fresh.admin;
+  } catch (const std::exception& e) {
+    log.write(server::log_level::error, std::string("admin console: the reloaded [admin] settings cannot start (") +
+                                            e.what() + "); it keeps the previous ones");
+  }
+  config::mukai_config previous = fresh;
+  previous.admin = running;
+  try {
+    console = start_admin_console(previous, relay, log);
+  } catch (const std::exception& e) {
+    log.write(server::log_level::error, std::string("admin console: cannot start again (") + e.what() +
+                                            "); it stays off until the next reload or restart");
+  }
+  return running;
+}
+
 int run_serve(const std::vector<std::string>& args) {
   // First, while this is the only thread: it edits the environment.
   const auto notifier = server::service_notifier::from_environment();
@@ -309,6 +343,7 @@ int run_serve(const std::vector<std::string>& args) {
   std::unique_ptr<server::logger> log;
   std::unique_ptr<server::relay> relay;
   std::unique_ptr<server::admin_server> console;
+  config::admin_config console_admin;  // what the running console was started with
   try {
     log = std::make_unique<server::logger>(level, cfg->log.file, true, format);
     server::relay_options ro;
@@ -327,6 +362,7 @@ int run_serve(const std::vector<std::string>& args) {
     relay = std::make_unique<server::relay>(*cfg, ro, *log);
     relay->start();
     console = start_admin_console(*cfg, *relay, *log);
+    console_admin = cfg->admin;
   } catch (const std::exception& e) {
     std::cerr << "mukai: cannot start: " << e.what() << "\n";
     return exit_failure;
@@ -380,6 +416,10 @@ int run_serve(const std::vector<std::string>& args) {
         if (server::parse_log_level(fresh->log.level, l)) log->set_threshold(l);
       } catch (const std::exception& e) {
         log->write(server::log_level::error, std::string("reload refused, the running configuration stays: ") + e.what());
+        continue;
+      }
+      if (fresh->admin != console_admin) {
+        console_admin = restart_admin_console(console, *fresh, console_admin, *relay, *log);
       }
       continue;
     }

@@ -77,6 +77,7 @@ struct admin_user {
   std::string name;
   std::string role;  // "viewer" | "operator"
   std::string password_hash;
+  bool operator==(const admin_user&) const = default;
 };
 
 struct admin_config {
@@ -85,6 +86,7 @@ struct admin_config {
   std::vector<admin_user> users;
   std::vector<std::string> metrics_networks{"127.0.0.0/8", "::1/128"};
   std::chrono::seconds session_lifetime{8 * 3600};
+  bool operator==(const admin_config&) const = default;
 };
 
 struct log_config {

@@ -5,6 +5,8 @@
 // in, searches, opens and releases the PDF message; the hostile message renders as text; a viewer
 // has no buttons and gets 403; a POST without the CSRF token is refused. Afterwards: the original,
 // byte for byte as sent, arrives in the Maildir, and the audit log holds the logins and the release.
+// Also: SIGHUP with changed [admin] users restarts the console with them (python3 logs in over
+// HTTPS before and after), and a reload whose [admin] cannot start keeps the running console.
 // Skipped (77) when Chromium or Node.js is missing; tests/browser/node_modules is installed with
 // `npm ci` from the committed package-lock.json when absent.
 #include <doctest/doctest.h>
@@ -104,7 +106,63 @@ void skip(const std::string& why) {
   std::exit(77);
 }
 
+// POST /api/v1/login over HTTPS (python3's urllib, the certificate not checked: self-signed);
+// returns the HTTP status, or 0 when no answer came.
+int api_login(std::uint16_t port, const std::string& user, const std::string& password) {
+  static const char* script =
+      "import json, ssl, sys, urllib.request, urllib.error\n"
+      "req = urllib.request.Request(sys.argv[1], data=json.dumps({'user': sys.argv[2], 'password': sys.argv[3]}).encode(),"
+      " headers={'Content-Type': 'application/json'})\n"
+      "try:\n  print(urllib.request.urlopen(req, context=ssl._create_unverified_context(), timeout=20).status)\n"
+      "except urllib.error.HTTPError as e:\n  print(e.code)\n";
+  const auto r = run_command({"python3", "-c", script, "https://127.0.0.1:" + std::to_string(port) + "/api/v1/login",
+                              user, password},
+                             60s);
+  return r.exit_code == 0 ? std::atoi(r.output.c_str()) : 0;
+}
+
+std::string admin_section(std::uint16_t port, const std::string& user, const std::string& hash) {
+  return "[admin]\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n[[admin.users]]\nname = \"" + user +
+         "\"\nrole = \"operator\"\npassword_hash = \"" + hash + "\"\n";
+}
+
 }  // namespace
+
+TEST_CASE("SIGHUP with changed [admin] users: the console restarts with them, the relay keeps running") {
+  temp_dir tmp("mukai-console-reload");
+  const std::uint16_t admin_port = free_loopback_port();
+  const std::string first_pw = "first-" + std::to_string(::getpid());
+  const std::string second_pw = "second-" + std::to_string(::getpid());
+  mukai_options o;
+  o.dir = tmp.path() / "mukai";
+  o.next_hops = {"maildir:" + (o.dir / "outbox").string()};
+  o.workers = 1;
+  o.extra_sections = admin_section(admin_port, "suzuki", password_hash(first_pw));
+  mukai_instance mukai(o);
+  mukai.start();
+  REQUIRE_MESSAGE(wait_for_listen(admin_port, 30s, mukai.pid()), mukai.log_text());
+  CHECK(api_login(admin_port, "suzuki", first_pw) == 200);
+  CHECK(api_login(admin_port, "tanaka", second_pw) == 401);
+
+  mukai.set_extra_sections(admin_section(admin_port, "tanaka", password_hash(second_pw)));
+  mukai.reload();
+  REQUIRE_MESSAGE(wait_for([&] { return mukai.log_text().find("admin console restarted") != std::string::npos; }, 30s),
+                  mukai.log_text());
+  REQUIRE_MESSAGE(wait_for_listen(admin_port, 30s, mukai.pid()), mukai.log_text());
+  CHECK(api_login(admin_port, "tanaka", second_pw) == 200);
+  CHECK(api_login(admin_port, "suzuki", first_pw) == 401);
+  CHECK(is_listening(mukai.port(), mukai.pid()));  // the same process still relays
+
+  // A reload whose [admin] cannot start (its port taken by the relay's own SMTP listener): the
+  // console keeps the settings it runs with.
+  mukai.set_extra_sections(admin_section(mukai.port(), "tanaka", password_hash(second_pw)));
+  mukai.reload();
+  REQUIRE_MESSAGE(wait_for([&] { return mukai.log_text().find("cannot start") != std::string::npos; }, 30s),
+                  mukai.log_text());
+  REQUIRE_MESSAGE(wait_for_listen(admin_port, 30s, mukai.pid()), mukai.log_text());
+  CHECK(api_login(admin_port, "tanaka", second_pw) == 200);
+  CHECK(mukai.stop() == 0);
+}
 
 TEST_CASE("web console in headless Chromium: search, detail, release, hostile strings, viewer, CSRF") {
   const fs::path chromium = find_program("chromium");

@@ -88,6 +88,11 @@ class mukai_instance {
   int stop(std::chrono::seconds grace = std::chrono::seconds(60)) { return proc_.terminate(grace); }
   void kill9() { proc_.kill9(); }
   void reload() { ::kill(proc_.pid(), SIGHUP); }
+  // Rewrites the configuration file with other extra sections (for a reload).
+  void set_extra_sections(std::string sections) {
+    o_.extra_sections = std::move(sections);
+    write_config();
+  }
   bool running() { return proc_.pid() > 0 && proc_.running(); }
   pid_t pid() const { return proc_.pid(); }
 
