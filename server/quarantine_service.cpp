@@ -310,6 +310,11 @@ action_result quarantine_service::remove_item(std::string_view id, std::string_v
   return out;
 }
 
+void quarantine_service::reload(const config::mukai_config& config) {
+  const std::lock_guard lock(action_mutex_);
+  config_ = config;
+}
+
 purge_result quarantine_service::purge(std::chrono::system_clock::time_point now, std::string_view who) {
   const std::lock_guard lock(action_mutex_);
   purge_result result;

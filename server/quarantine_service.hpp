@@ -60,7 +60,8 @@ struct purge_result {
 
 class quarantine_service {
  public:
-  // All references must outlive the service. `spool_` receives released messages.
+  // All references must outlive the service (the configuration is copied). `spool_` receives
+  // released messages.
   quarantine_service(const config::mukai_config& config, quarantine_store& store, quarantine_index& index,
                      spool& spool_, audit_log& audit);
 
@@ -90,6 +91,10 @@ class quarantine_service {
   [[nodiscard]] action_result release(std::string_view id, const std::vector<std::string>& to, std::string_view who,
                                       std::string_view client, held_release held = held_release::refuse);
   [[nodiscard]] action_result remove(std::string_view id, std::string_view who, std::string_view client);
+
+  // SIGHUP: the policy (release_forbidden, size limits) and [quarantine] retention of `config`
+  // apply from the next action on. Actions in progress finish with the settings they started with.
+  void reload(const config::mukai_config& config);
   [[nodiscard]] purge_result purge(std::chrono::system_clock::time_point now, std::string_view who);
 
   // Recreates the index from items/*/meta.json and each item's state.json (status and history
@@ -115,7 +120,7 @@ class quarantine_service {
   void record(std::string_view id, const history_entry& h, std::string_view client, std::optional<item_status> status);
   void write_state(std::string_view id);
 
-  const config::mukai_config& config_;
+  config::mukai_config config_;  // a copy: reload() replaces it under action_mutex_
   quarantine_store& store_;
   quarantine_index& index_;
   spool& spool_;

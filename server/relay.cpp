@@ -861,6 +861,7 @@ void relay::reload(const config::mukai_config& config) {
     m.pool = std::move(new_pool);  // the old pool ends when its last message is done
     m.pump_deliveries_locked();    // the concurrency may have grown
   }
+  m.service->reload(config);  // release_forbidden, limits, retention for the quarantine tools
   if (old->smtp.listen != config.smtp.listen || old->spool.dir != config.spool.dir ||
       old->quarantine.dir != config.quarantine.dir || old->worker.count != config.worker.count ||
       old->log.file != config.log.file || old->log.format != config.log.format || old->service.user != config.service.user)

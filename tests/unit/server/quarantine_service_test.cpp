@@ -194,6 +194,8 @@ TEST_CASE("release is refused by policy for an executable, for a deleted item an
 
   // With the policy allowing it, the same item is released.
   f.cfg.pol.release_forbidden.clear();
+  CHECK(f.service->release(id, {}, "cli:tester", "local").status == action_status::refused);  // a copy
+  f.service->reload(f.cfg);  // what SIGHUP does
   CHECK(f.service->release(id, {}, "cli:tester", "local").status == action_status::ok);
 
   CHECK(f.service->release("20261122T013512Z-0000000000", {}, "cli:tester", "local").status ==
@@ -244,6 +246,7 @@ TEST_CASE("a message held whole is released only when the operator confirms it u
   // Without a release policy there is nothing to check: no confirmation needed.
   const std::string other = f.quarantine(mukai::test::pgp_encrypted_message(), default_env);
   f.cfg.pol.release_forbidden.clear();
+  f.service->reload(f.cfg);
   CHECK(f.service->release(other, {}, "cli:tester", "local").status == action_status::ok);
 }
 
