@@ -23,15 +23,6 @@ constexpr std::size_t max_binhex_output = 64ull * 1024 * 1024;
 constexpr std::size_t min_base64_width = 40;
 constexpr std::size_t min_base64_lines = 4;
 
-std::string_view content(std::string_view s, const line_view& l) noexcept { return line_content(s, l); }
-
-std::string_view rtrim(std::string_view v) noexcept {
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return v;
-}
-
-bool starts_with(std::string_view s, std::string_view p) noexcept { return s.substr(0, p.size()) == p; }
-
 // What a recogniser claimed: lines up to `last` (inclusive).
 struct claim {
   line_view last;
@@ -129,7 +120,7 @@ bool is_hex(std::string_view v) noexcept {
 // (after the lines this run looked at: none of them can start a valid run).
 std::optional<claim> try_base64_run(std::string_view s, const line_view& first, std::size_t* resume) {
   *resume = first.next;
-  const std::string_view head = rtrim(content(s, first));
+  const std::string_view head = rtrim_blanks(line_content(s, first));
   bool padded = false;
   if (head.size() < min_base64_width || head.size() % 4 != 0 || !is_base64_line(head, &padded) || padded ||
       !mostly_alphanumeric(head)) {
@@ -143,7 +134,7 @@ std::optional<claim> try_base64_run(std::string_view s, const line_view& first, 
   dec.feed(head);
   for (std::size_t pos = first.next; pos < s.size();) {
     const line_view l = line_at(s, pos);
-    const std::string_view v = rtrim(content(s, l));
+    const std::string_view v = rtrim_blanks(line_content(s, l));
     bool pad = false;
     if (v.size() > width || !is_base64_line(v, &pad) || !mostly_alphanumeric(v)) break;
     dec.feed(v);
@@ -192,7 +183,7 @@ std::optional<std::size_t> loose_runs_blocked_until(std::string_view s, const li
     if (last.next >= s.size()) return s.size();  // fewer lines left than a run needs
     last = line_at(s, last.next);
   }
-  if (is_loose_base64_line(rtrim(content(s, last)))) return std::nullopt;
+  if (is_loose_base64_line(rtrim_blanks(line_content(s, last)))) return std::nullopt;
   return last.next;
 }
 
@@ -201,7 +192,7 @@ std::optional<claim> try_loose_base64_run(std::string_view s, const line_view& f
   std::size_t lines = 0;
   for (std::size_t pos = first.begin; pos < s.size();) {
     const line_view l = pos == first.begin ? first : line_at(s, pos);
-    if (!is_loose_base64_line(rtrim(content(s, l)))) break;
+    if (!is_loose_base64_line(rtrim_blanks(line_content(s, l)))) break;
     last = l;
     ++lines;
     pos = l.next;
@@ -250,7 +241,7 @@ void decode_uu_line(std::string_view v, std::string& out) {
 
 // "begin" SP 3-4 octal digits [SP name]; returns false if the line is not such a header.
 bool parse_begin(std::string_view line, std::string_view keyword, std::string* name) {
-  if (!starts_with(line, keyword)) return false;
+  if (!line.starts_with(keyword)) return false;
   std::string_view rest = line.substr(keyword.size());
   std::size_t digits = 0;
   while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '7') ++digits;
@@ -266,24 +257,24 @@ bool parse_begin(std::string_view line, std::string_view keyword, std::string* n
 
 std::optional<claim> try_uuencode(std::string_view s, const line_view& header) {
   std::string name;
-  if (!parse_begin(rtrim(content(s, header)), "begin ", &name)) return std::nullopt;
+  if (!parse_begin(rtrim_blanks(line_content(s, header)), "begin ", &name)) return std::nullopt;
   std::string decoded;
   line_view last = header;
   std::size_t data_lines = 0;
   bool terminated = false;
   for (std::size_t pos = header.next; pos < s.size();) {
     const line_view l = line_at(s, pos);
-    const std::string_view raw = content(s, l);
-    if (rtrim(raw) == "end") {
+    const std::string_view raw = line_content(s, l);
+    if (rtrim_blanks(raw) == "end") {
       last = l;
       terminated = true;
       break;
     }
-    if (raw == "`" || rtrim(raw).empty()) {
+    if (raw == "`" || rtrim_blanks(raw).empty()) {
       // The zero-length line belongs to the blob only if "end" follows it.
       if (l.next < s.size()) {
         const line_view after = line_at(s, l.next);
-        if (rtrim(content(s, after)) == "end") {
+        if (rtrim_blanks(line_content(s, after)) == "end") {
           last = after;
           terminated = true;
           break;
@@ -304,14 +295,14 @@ std::optional<claim> try_uuencode(std::string_view s, const line_view& header) {
 
 std::optional<claim> try_uuencode_base64(std::string_view s, const line_view& header) {
   std::string name;
-  if (!parse_begin(rtrim(content(s, header)), "begin-base64 ", &name)) return std::nullopt;
+  if (!parse_begin(rtrim_blanks(line_content(s, header)), "begin-base64 ", &name)) return std::nullopt;
   base64_decoder dec;
   line_view last = header;
   std::size_t data_lines = 0;
   bool terminated = false;
   for (std::size_t pos = header.next; pos < s.size();) {
     const line_view l = line_at(s, pos);
-    const std::string_view v = rtrim(content(s, l));
+    const std::string_view v = rtrim_blanks(line_content(s, l));
     if (v == "====") {
       last = l;
       terminated = true;
@@ -332,8 +323,8 @@ std::optional<claim> try_uuencode_base64(std::string_view s, const line_view& he
 // ---- yEnc -----------------------------------------------------------------------------------
 
 std::optional<claim> try_yenc(std::string_view s, const line_view& header) {
-  const std::string_view h = rtrim(content(s, header));
-  if (!starts_with(h, "=ybegin ")) return std::nullopt;
+  const std::string_view h = rtrim_blanks(line_content(s, header));
+  if (!h.starts_with("=ybegin ")) return std::nullopt;
   const auto name_at = h.find(" name=");
   if (name_at == std::string_view::npos) return std::nullopt;
   std::string name(h.substr(name_at + 6));  // name= is the last keyword: the rest of the line
@@ -341,15 +332,15 @@ std::optional<claim> try_yenc(std::string_view s, const line_view& header) {
   line_view last = header;
   for (std::size_t pos = header.next; pos < s.size();) {
     const line_view l = line_at(s, pos);
-    const std::string_view v = content(s, l);
-    if (starts_with(v, "=yend")) {
+    const std::string_view v = line_content(s, l);
+    if (v.starts_with("=yend")) {
       last = l;
       break;
     }
-    if (starts_with(v, "=ybegin ")) break;  // the next file: ours ended without =yend
+    if (v.starts_with("=ybegin ")) break;  // the next file: ours ended without =yend
     last = l;
     pos = l.next;
-    if (starts_with(v, "=ypart ")) continue;
+    if (v.starts_with("=ypart ")) continue;
     decode_yenc_line(v, decoded);
   }
   return claim{last, "yenc", std::move(name), std::move(decoded)};
@@ -449,14 +440,14 @@ bool decode_binhex(std::string_view chars, std::string* name, std::string* data)
 }
 
 std::optional<claim> try_binhex(std::string_view s, const line_view& header) {
-  if (!starts_with(content(s, header), "(This file must be converted with BinHex")) return std::nullopt;
+  if (!line_content(s, header).starts_with("(This file must be converted with BinHex")) return std::nullopt;
   std::string chars;
   line_view last = header;
   bool started = false;
   bool closed = false;
   for (std::size_t pos = header.next; pos < s.size() && !closed;) {
     const line_view l = line_at(s, pos);
-    std::string_view v = rtrim(content(s, l));
+    std::string_view v = rtrim_blanks(line_content(s, l));
     pos = l.next;
     if (!started) {
       if (v.empty()) continue;
@@ -504,10 +495,10 @@ bool is_armour_header(std::string_view v) noexcept {
 }
 
 std::optional<claim> try_armour(std::string_view s, const line_view& header) {
-  const std::string_view h = rtrim(content(s, header));
+  const std::string_view h = rtrim_blanks(line_content(s, header));
   constexpr std::string_view open = "-----BEGIN ";
   constexpr std::string_view dashes = "-----";
-  if (!starts_with(h, open) || h.size() < open.size() + dashes.size() + 1 ||
+  if (!h.starts_with(open) || h.size() < open.size() + dashes.size() + 1 ||
       h.substr(h.size() - 5) != dashes) {
     return std::nullopt;
   }
@@ -518,7 +509,7 @@ std::optional<claim> try_armour(std::string_view s, const line_view& header) {
     if (!ok) return std::nullopt;
   }
   if (label == "PGP SIGNED MESSAGE") return std::nullopt;  // readable text; its signature is cut
-  const bool pgp = starts_with(label, "PGP ") || label == "PKCS7" || label == "CMS";
+  const bool pgp = label.starts_with("PGP ") || label == "PKCS7" || label == "CMS";
   const std::string end_line = "-----END " + std::string(label) + "-----";
 
   base64_decoder dec;
@@ -528,7 +519,7 @@ std::optional<claim> try_armour(std::string_view s, const line_view& header) {
   std::size_t data_lines = 0;
   for (std::size_t pos = header.next; pos < s.size();) {
     const line_view l = line_at(s, pos);
-    const std::string_view v = rtrim(content(s, l));
+    const std::string_view v = rtrim_blanks(line_content(s, l));
     pos = l.next;
     if (v == end_line) {
       last = l;
@@ -571,19 +562,19 @@ std::vector<text_blob> find_blobs(std::string_view s) {
   std::size_t loose_blocked_until = 0;
   for (std::size_t pos = 0; pos < s.size();) {
     const line_view l = line_at(s, pos);
-    const std::string_view v = content(s, l);
+    const std::string_view v = line_content(s, l);
     std::optional<claim> found;
     std::size_t resume = l.next;
     const char first = v.empty() ? '\0' : v.front();  // most lines start no header: one compare
-    if (first == 'b' && starts_with(v, "begin ")) {
+    if (first == 'b' && v.starts_with("begin ")) {
       found = try_uuencode(s, l);
-    } else if (first == 'b' && starts_with(v, "begin-base64 ")) {
+    } else if (first == 'b' && v.starts_with("begin-base64 ")) {
       found = try_uuencode_base64(s, l);
-    } else if (first == '=' && starts_with(v, "=ybegin ")) {
+    } else if (first == '=' && v.starts_with("=ybegin ")) {
       found = try_yenc(s, l);
-    } else if (first == '(' && starts_with(v, "(This file must be converted with BinHex")) {
+    } else if (first == '(' && v.starts_with("(This file must be converted with BinHex")) {
       found = try_binhex(s, l);
-    } else if (first == '-' && starts_with(v, "-----BEGIN ")) {
+    } else if (first == '-' && v.starts_with("-----BEGIN ")) {
       found = try_armour(s, l);
     } else if (v.size() >= min_base64_width) {
       if (l.begin >= strict_frontier) {

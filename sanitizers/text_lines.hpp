@@ -51,4 +51,10 @@ inline std::string_view line_content(std::string_view s, const line_view& l) noe
   return s.substr(l.begin, l.end - l.begin);
 }
 
+// `v` without trailing spaces and TABs (keyword and marker lines are compared after this).
+inline std::string_view rtrim_blanks(std::string_view v) noexcept {
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
 }  // namespace mukai::sanitize

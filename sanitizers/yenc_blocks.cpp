@@ -21,13 +21,6 @@ constexpr std::string_view end_keyword = "=yend";
 // File systems refuse longer names; a longer name= is a crafted header.
 constexpr std::size_t max_filename = 255;
 
-bool starts_with(std::string_view s, std::string_view p) noexcept { return s.substr(0, p.size()) == p; }
-
-std::string_view rtrim(std::string_view v) noexcept {
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return v;
-}
-
 // `v` without its first n bytes; empty if it is shorter. Why: a keyword line is trimmed before it
 // is parsed, so "=ybegin " followed by white space only is shorter than its own keyword.
 std::string_view after(std::string_view v, std::size_t n) noexcept { return v.substr(std::min(n, v.size())); }
@@ -37,7 +30,7 @@ bool at_line_start(std::string_view s, std::size_t pos) noexcept {
 }
 
 bool is_end_line(std::string_view v) noexcept {
-  return starts_with(v, end_keyword) && (v.size() == end_keyword.size() || v[end_keyword.size()] == ' ');
+  return v.starts_with(end_keyword) && (v.size() == end_keyword.size() || v[end_keyword.size()] == ' ');
 }
 
 // The "key=value" words of a keyword line (after its "=yxxx" word). Why a duplicate key fails the
@@ -106,12 +99,12 @@ class block_reader {
     block_.begin = begin;
     const line_view header = line_at(s_, begin);
     end_ = header.end;
-    read_header(rtrim(line_content(s_, header)));
+    read_header(rtrim_blanks(line_content(s_, header)));
     std::size_t pos = header.next;
     if (pos < s_.size()) {
       const line_view l = line_at(s_, pos);
-      if (starts_with(line_content(s_, l), part_keyword)) {
-        read_ypart(rtrim(line_content(s_, l)));
+      if (line_content(s_, l).starts_with(part_keyword)) {
+        read_ypart(rtrim_blanks(line_content(s_, l)));
         end_ = l.end;
         pos = l.next;
       }
@@ -121,12 +114,12 @@ class block_reader {
     while (pos < s_.size()) {
       const line_view l = line_at(s_, pos);
       const std::string_view v = line_content(s_, l);
-      if (starts_with(v, begin_keyword)) break;  // the next file: ours ended without =yend
+      if (v.starts_with(begin_keyword)) break;  // the next file: ours ended without =yend
       end_ = l.end;
       pos = l.next;
       if (is_end_line(v)) {
         terminated = true;
-        check_trailer(parse_keywords(after(rtrim(v), end_keyword.size())));
+        check_trailer(parse_keywords(after(rtrim_blanks(v), end_keyword.size())));
         break;
       }
       // Data lines are not trimmed: a trailing space or TAB is data (bytes 0xF6, 0xDF).
@@ -148,7 +141,7 @@ class block_reader {
   // name= is the last keyword and runs to the end of the line: it may contain spaces and '='.
   void read_header(std::string_view h) {
     const std::string_view words = after(h, begin_keyword.size());
-    std::size_t name_at = starts_with(words, "name=") ? 0 : words.find(" name=");
+    std::size_t name_at = words.starts_with("name=") ? 0 : words.find(" name=");
     if (name_at != std::string_view::npos && name_at > 0) ++name_at;  // at "name="
     if (name_at == std::string_view::npos) {
       head_ = parse_keywords(words);

@@ -592,7 +592,7 @@ std::string render_detail_page(const page_frame& f, const index_item& it, const 
 
 std::string render_confirm_page(const page_frame& f, const index_item& it, confirm_kind kind) {
   html_builder b;
-  const bool release = kind == confirm_kind::release;
+  const bool release = kind != confirm_kind::remove;
   page_head(b, f, release ? msg::release : msg::remove);
   const std::string base = "/item/" + url_component(it.id);
   b.raw("<h1>").text(tr(f.lang, release ? msg::release : msg::remove)).raw("</h1><table class=\"kv\">");
@@ -603,7 +603,7 @@ std::string render_confirm_page(const page_frame& f, const index_item& it, confi
   b.raw("<form method=\"post\" action=\"").text(base + (release ? "/release" : "/delete")).raw("\" class=\"confirm\">");
   csrf_field(b, f);
   b.raw("<input type=\"hidden\" name=\"confirm\" value=\"yes\">");
-  if (release && it.verdict == "held") {
+  if (kind == confirm_kind::release_unverified) {
     b.raw("<p class=\"warn\" id=\"unverified-warning\">").text(tr(f.lang, msg::release_unverified))
         .raw("</p><label><input type=\"checkbox\" name=\"unverified\" value=\"yes\" id=\"unverified\"> ")
         .text(tr(f.lang, msg::release_unverified_box)).raw("</label>");

@@ -88,7 +88,9 @@ struct list_query {
 [[nodiscard]] std::string render_detail_page(const page_frame& f, const index_item& item,
                                              const std::optional<std::string>& sanitized_text,
                                              const std::map<std::string, std::vector<std::string>>& part_flags = {});
-enum class confirm_kind { release, remove };
+// release_unverified: a message held whole while release_forbidden is set (the service's
+// needs_unverified_confirmation): the page warns and asks for the "checked it myself" box.
+enum class confirm_kind { release, release_unverified, remove };
 [[nodiscard]] std::string render_confirm_page(const page_frame& f, const index_item& item, confirm_kind kind);
 // The outcome of a release/delete (message from the service, shown escaped).
 [[nodiscard]] std::string render_result_page(const page_frame& f, std::string_view item_id, msg heading,

@@ -553,7 +553,10 @@ http_response admin_app::handle_item(request_context& rc, const std::string& id,
     auto item = service_.get(id);
     if (!item) return html(req, http::status::not_found, render_error_page(f, msg::not_found, id));
     return html(req, http::status::ok,
-                render_confirm_page(f, *item, action == "release" ? confirm_kind::release : confirm_kind::remove));
+                render_confirm_page(f, *item,
+                                    action != "release"                              ? confirm_kind::remove
+                                    : service_.needs_unverified_confirmation(*item) ? confirm_kind::release_unverified
+                                                                                     : confirm_kind::release));
   }
   if (get(rc.form, "confirm") != "yes")
     return html(req, http::status::bad_request, render_error_page(f, msg::bad_request, ""));

@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "server/line_scan.hpp"
+
 namespace mukai::server {
 
 namespace {
@@ -41,10 +43,6 @@ std::string rfc5322_date(std::chrono::system_clock::time_point t) {
   std::array<char, 64> buf{};
   const std::size_t n = std::strftime(buf.data(), buf.size(), "%a, %d %b %Y %H:%M:%S +0000", &tm);
   return std::string(buf.data(), n);
-}
-
-bool is_ascii(std::string_view s) noexcept {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 std::string printable_ascii(std::string_view s) {
@@ -128,7 +126,7 @@ std::string display_text(std::string_view s) {
 // "rfc822; a@b" for an ASCII address, RFC 6533 "utf-8; " with \x{HEX} for anything else (keeps the
 // message/delivery-status part 7-bit).
 std::string address_field(std::string_view address) {
-  if (is_ascii(address) && std::all_of(address.begin(), address.end(), [](char c) {
+  if (!has_8bit(address) && std::all_of(address.begin(), address.end(), [](char c) {
         return static_cast<unsigned char>(c) >= 0x20 && c != 0x7F;
       })) {
     return "rfc822; " + std::string(address);
@@ -459,7 +457,7 @@ std::optional<dsn_message> build_dsn(const spooled_message& original,
   if (reported.empty()) return std::nullopt;
 
   const std::string host = safe_host(options.reporting_mta);
-  const bool sender_utf8 = !is_ascii(sender);
+  const bool sender_utf8 = has_8bit(sender);
 
   // Part 3: what of the original goes back.
   const bool want_full = env.ret == spool_dsn_ret::full;
@@ -471,7 +469,7 @@ std::optional<dsn_message> build_dsn(const spooled_message& original,
     return_full = lines_ok;
   }
   if (!return_full) returned = header_block(original.body, options.max_returned_headers);
-  const bool returned_8bit = !is_ascii(returned);
+  const bool returned_8bit = has_8bit(returned);
 
   // Part 1: the text for people.
   std::string ja;
@@ -518,7 +516,7 @@ std::optional<dsn_message> build_dsn(const spooled_message& original,
   report += field("Reporting-MTA", "dns; " + host);
   report += field("X-Mukai-Queue-ID", printable_ascii(original.queue_id));
   if (auto envid = xtext_decode(env.envid);
-      envid && !envid->empty() && envid->size() <= 100 && is_ascii(*envid)) {
+      envid && !envid->empty() && envid->size() <= 100 && !has_8bit(*envid)) {
     report += field("Original-Envelope-Id", printable_ascii(*envid));
   }
   report += field("Arrival-Date", rfc5322_date(env.received));

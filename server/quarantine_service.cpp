@@ -21,6 +21,7 @@
 
 #include "sanitizers/content_inspect.hpp"
 #include "sanitizers/report_json.hpp"
+#include "server/line_scan.hpp"
 #include "server/log_event.hpp"
 #include "server/spool.hpp"
 
@@ -86,10 +87,6 @@ bool plausible_address(std::string_view a) {
     return u > 0x20 && u != 0x7f && c != '<' && c != '>' && c != '(' && c != ')' && c != ',' && c != ';' &&
            c != '\\' && c != '"';
   });
-}
-
-bool all_ascii(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 std::string join(const std::vector<std::string>& v, std::string_view sep) {
@@ -231,7 +228,7 @@ action_result quarantine_service::release_item(std::string_view id, const std::v
   if (const auto flags = forbidden_flags(*meta, config_.pol); !flags.empty())
     return refuse(action_status::refused, "the policy forbids releasing parts flagged " + join(flags, ", "));
   if (!item->original_stored) return refuse(action_status::refused, "the original message was not stored");
-  const bool unverified = item->verdict == "held" && !config_.pol.release_forbidden.empty();
+  const bool unverified = unverifiable_locked(*item);
   if (unverified && held != held_release::confirmed)
     return refuse(action_status::refused,
                   "the message was held whole (" + (item->reasons.empty() ? std::string("no reason recorded") : join(item->reasons, ", ")) +
@@ -253,9 +250,9 @@ action_result quarantine_service::release_item(std::string_view id, const std::v
 
   spool_envelope env;
   env.mail_from = item->mail_from;
-  env.body = all_ascii(*original) ? spool_body_type::seven_bit : spool_body_type::eight_bit_mime;
-  env.smtputf8 = !all_ascii(env.mail_from) || std::any_of(rcpts.begin(), rcpts.end(), [](const std::string& r) {
-                   return !all_ascii(r);
+  env.body = has_8bit(*original) ? spool_body_type::eight_bit_mime : spool_body_type::seven_bit;
+  env.smtputf8 = has_8bit(env.mail_from) || std::any_of(rcpts.begin(), rcpts.end(), [](const std::string& r) {
+                   return has_8bit(r);
                  });
   env.client_address = "127.0.0.1";
   env.helo = "mukai-quarantine-release";
@@ -308,6 +305,15 @@ action_result quarantine_service::remove_item(std::string_view id, std::string_v
   out.message = "deleted";
   record(id, {unix_now(), std::string(who), "delete", "ok", ""}, client, item_status::deleted);
   return out;
+}
+
+bool quarantine_service::unverifiable_locked(const index_item& item) const {
+  return item.verdict == sanitize::to_string(sanitize::verdict::held) && !config_.pol.release_forbidden.empty();
+}
+
+bool quarantine_service::needs_unverified_confirmation(const index_item& item) {
+  const std::lock_guard lock(action_mutex_);
+  return unverifiable_locked(item);
 }
 
 void quarantine_service::reload(const config::mukai_config& config) {

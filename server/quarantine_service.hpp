@@ -90,6 +90,8 @@ class quarantine_service {
   // an encrypted or malformed message must not pass on one click. The confirmation is recorded.
   [[nodiscard]] action_result release(std::string_view id, const std::vector<std::string>& to, std::string_view who,
                                       std::string_view client, held_release held = held_release::refuse);
+  // Whether releasing `item` needs held_release::confirmed (see release()): what the console asks.
+  [[nodiscard]] bool needs_unverified_confirmation(const index_item& item);
   [[nodiscard]] action_result remove(std::string_view id, std::string_view who, std::string_view client);
 
   // SIGHUP: the policy (release_forbidden, size limits) and [quarantine] retention of `config`
@@ -119,6 +121,8 @@ class quarantine_service {
   // History in the index (with the new status, if any), the audit log, then state.json.
   void record(std::string_view id, const history_entry& h, std::string_view client, std::optional<item_status> status);
   void write_state(std::string_view id);
+  // needs_unverified_confirmation with action_mutex_ held.
+  bool unverifiable_locked(const index_item& item) const;
 
   config::mukai_config config_;  // a copy: reload() replaces it under action_mutex_
   quarantine_store& store_;
